@@ -1,0 +1,33 @@
+# Two commands are the whole set-up on a machine with only Python 3 and pip:
+#   make speedup   -> creates .venv, installs the package, runs the speedup verification
+#   make test      -> creates .venv, installs the package with its test extra, runs the suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ARGS   ?=
+
+.PHONY: speedup test install install-test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip >/dev/null
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+speedup: install
+	MPLBACKEND=Agg $(PY) -m verification.speedup --n 4 8 16 32 $(ARGS)
+
+test: install-test
+	MPLBACKEND=Agg $(PY) -m pytest $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis results
