@@ -376,7 +376,7 @@ def _named_edges(topology: str, n: Any, seed: SeedLike, params: dict[str, Any]) 
     n = _check_n(n)
     _check_params(name, params)
     if name == "exact_gap":
-        _check_unit_interval("gap", params["gap"], "exact_gap spectral gap")
+        _check_unit_interval("gap", params["gap"], "exact_gap spectral")
     rng = as_generator(seed)
     return name, _topology_edges(name, n, rng, params)
 
