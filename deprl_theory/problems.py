@@ -1,0 +1,463 @@
+"""Synthetic shared-representation problems with known ground truth.
+
+Every problem is *batched over seeds*: the ground truth has a leading axis of
+length S (one independent instance per seed) and the workers' heads a second
+axis of length N, so one engine call advances S x N workers at once.
+
+Two problems, one model form ``prediction = head(theta_i, phi(x; B))``:
+
+* ``linear``:     y = x^T B* w_i* + noise,               model x^T B theta_i.
+  Population loss and gradients are exact (closed form in the covariance).
+* ``nonlinear``:  y = w_i*^T act(B*^T x) + noise,        model theta_i^T act(B^T x).
+  Population quantities are computed on a fixed, seeded evaluation sample of
+  ``n_eval`` points per worker, against the noise-free target (the noise is
+  independent and zero-mean, so it only adds the constant noise floor to the
+  loss and nothing to the gradients).
+
+Loss is the squared error ``0.5 (prediction - y)^2``, so the noise floor of the
+personalized risk is ``noise**2 / 2``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ._rng import SeedLike, as_generator, derive_seed
+
+__all__ = [
+    "Problem",
+    "ACTIVATIONS",
+    "make_problem",
+    "linear_problem",
+    "nonlinear_problem",
+    "seed_generators",
+    "stochastic_gradients",
+    "population_metrics",
+    "population_loss_and_grads",
+    "subspace_distance",
+]
+
+
+def _tanh_prime(u: np.ndarray) -> np.ndarray:
+    t = np.tanh(u)
+    return 1.0 - t * t
+
+
+def _sigmoid(u: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * u))  # stable form, no overflow in exp
+
+
+def _sigmoid_prime(u: np.ndarray) -> np.ndarray:
+    s = _sigmoid(u)
+    return s * (1.0 - s)
+
+
+def _relu(u: np.ndarray) -> np.ndarray:
+    return np.maximum(u, 0.0)
+
+
+def _relu_prime(u: np.ndarray) -> np.ndarray:
+    return (u > 0).astype(u.dtype)
+
+
+#: activation name -> (function, derivative)
+ACTIVATIONS = {
+    "tanh": (np.tanh, _tanh_prime),
+    "sigmoid": (_sigmoid, _sigmoid_prime),
+    "relu": (_relu, _relu_prime),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A batch of S synthetic instances, each with N workers.
+
+    Attributes
+    ----------
+    kind : {"linear", "nonlinear"}
+    B_star : ndarray, shape (S, d, r)
+        True representation, orthonormal columns.
+    heads_star : ndarray, shape (S, N, r)
+        True personal heads w_i*.
+    B0 : ndarray, shape (S, d, r)
+        Shared starting representation (random orthonormal); heads start at 0.
+    noise : float
+        Standard deviation of the label noise.
+    batch : int
+        Minibatch size b of every stochastic gradient.
+    cov_chol : ndarray (d, d) or None
+        Cholesky factor of the input covariance (None: identity).
+    activation : str
+        Non-linearity of the nonlinear problem ("identity" for linear).
+    X_eval : ndarray, shape (S, N, n_eval, d) or None
+        Fixed evaluation sample (nonlinear problem only).
+    """
+
+    kind: str
+    B_star: np.ndarray
+    heads_star: np.ndarray
+    B0: np.ndarray
+    noise: float
+    batch: int
+    cov_chol: np.ndarray | None = None
+    activation: str = "identity"
+    X_eval: np.ndarray | None = None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def n_seeds(self) -> int:
+        return self.B_star.shape[0]
+
+    @property
+    def n_workers(self) -> int:
+        return self.heads_star.shape[1]
+
+    @property
+    def dim(self) -> int:
+        return self.B_star.shape[1]
+
+    @property
+    def rank(self) -> int:
+        return self.B_star.shape[2]
+
+    @property
+    def covariance(self) -> np.ndarray:
+        d = self.dim
+        if self.cov_chol is None:
+            return np.eye(d)
+        return self.cov_chol @ self.cov_chol.T
+
+    @property
+    def noise_floor(self) -> float:
+        """Population risk of the true model: noise**2 / 2."""
+        return 0.5 * self.noise**2
+
+    @property
+    def targets(self) -> np.ndarray:
+        """Linear problem: B* w_i*, shape (S, N, d)."""
+        return np.einsum("sdr,snr->snd", self.B_star, self.heads_star)
+
+    @property
+    def eval_targets(self) -> np.ndarray:
+        """Nonlinear problem: noise-free labels on the evaluation sample, (S, N, n_eval)."""
+        act, _ = ACTIVATIONS[self.activation]
+        return np.einsum("snmr,snr->snm", act(self.X_eval @ self.B_star[:, None]), self.heads_star)
+
+    def subset(self, seeds: Sequence[int]) -> "Problem":
+        """The same instances restricted to the given seed positions."""
+        idx = np.asarray(seeds)
+        return Problem(
+            kind=self.kind,
+            B_star=self.B_star[idx],
+            heads_star=self.heads_star[idx],
+            B0=self.B0[idx],
+            noise=self.noise,
+            batch=self.batch,
+            cov_chol=self.cov_chol,
+            activation=self.activation,
+            X_eval=None if self.X_eval is None else self.X_eval[idx],
+            settings=self.settings,
+        )
+
+
+def seed_generators(seed: SeedLike | Sequence[SeedLike], n_seeds: int | None, tag: str) -> list[np.random.Generator]:
+    """One independent Generator per seed of the batch.
+
+    ``seed`` may be a sequence (one entry per batch seed, used as given) or a
+    single seed from which seed j's stream is derived as ``(seed, tag, j)``:
+    adding seeds to a batch never changes the numbers of the others.
+    """
+    if isinstance(seed, (list, tuple)):
+        if n_seeds is not None and len(seed) != n_seeds:
+            raise ValueError(f"got {len(seed)} seeds for a batch of {n_seeds}")
+        return [as_generator(s) for s in seed]
+    if n_seeds is None:
+        n_seeds = 1
+    if n_seeds < 1:
+        raise ValueError(f"n_seeds must be at least 1, got {n_seeds}")
+    if isinstance(seed, np.random.Generator):
+        return list(seed.spawn(n_seeds))
+    return [np.random.default_rng(derive_seed(seed, tag, j)) for j in range(n_seeds)]
+
+
+def _random_orthonormal(rng: np.random.Generator, d: int, r: int) -> np.ndarray:
+    q, upper = np.linalg.qr(rng.standard_normal((d, r)))
+    return q * np.sign(np.diag(upper))  # Haar-distributed: fix the QR sign ambiguity
+
+
+def _check_positive_int(name: str, value: int, minimum: int = 1) -> int:
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def make_problem(
+    kind: str = "linear",
+    n_workers: int = 8,
+    *,
+    dim: int = 20,
+    rank: int = 3,
+    noise: float = 1.0,
+    batch: int = 10,
+    heterogeneity: float = 1.0,
+    head_mean: float | np.ndarray = 0.0,
+    clusters: int | None = None,
+    cluster_spread: float = 0.1,
+    activation: str = "tanh",
+    covariance: np.ndarray | None = None,
+    n_eval: int = 500,
+    n_seeds: int | None = None,
+    seed: SeedLike | Sequence[SeedLike] = None,
+) -> Problem:
+    """Draw a batch of synthetic shared-representation problems.
+
+    Parameters
+    ----------
+    kind : {"linear", "nonlinear"}
+    n_workers : int
+        Number of workers N (>= 1).
+    dim, rank : int
+        Input dimension d and representation rank r (1 <= r <= d).
+    noise : float
+        Label-noise standard deviation s (>= 0).
+    batch : int
+        Minibatch size b.
+    heterogeneity : float
+        Spread of the true heads: w_i* = head_mean + heterogeneity * z_i,
+        z_i ~ N(0, I_r). 0 makes every worker's task identical.
+    head_mean : float or array (r,)
+        Common part of the true heads.
+    clusters : int, optional
+        If given, the heads form this many clusters: each cluster centre is
+        ``head_mean + heterogeneity * z``, each worker its centre plus
+        ``cluster_spread * z_i``; worker i belongs to cluster ``i % clusters``.
+    activation : {"tanh", "sigmoid", "relu"}
+        Non-linearity (nonlinear problem only).
+    covariance : ndarray (d, d), optional
+        Input covariance (symmetric positive definite); identity by default.
+    n_eval : int
+        Size of the fixed evaluation sample per worker (nonlinear problem).
+    n_seeds : int, optional
+        Batch size S; defaults to ``len(seed)`` for a sequence of seeds, else 1.
+    seed : None, int, Generator, or a sequence of them (one per batch seed)
+
+    Returns
+    -------
+    Problem
+
+    Notes
+    -----
+    Within one seed the draws come in a fixed order: B*, B0, heads. A
+    Generator draws normals sequentially, so the heads of the first N workers
+    are the same whatever the total number of workers (common random numbers
+    across the N of a sweep).
+
+    Examples
+    --------
+    >>> p = make_problem("linear", 4, dim=6, rank=2, n_seeds=3, seed=0)
+    >>> p.B_star.shape, p.heads_star.shape
+    ((3, 6, 2), (3, 4, 2))
+    """
+    if kind not in ("linear", "nonlinear"):
+        raise ValueError(f"unknown problem kind {kind!r}; choose 'linear' or 'nonlinear'")
+    n_workers = _check_positive_int("n_workers", n_workers)
+    dim = _check_positive_int("dim", dim)
+    rank = _check_positive_int("rank", rank)
+    batch = _check_positive_int("batch", batch)
+    if rank > dim:
+        raise ValueError(f"rank ({rank}) cannot exceed dim ({dim})")
+    if not np.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be a finite number >= 0, got {noise}")
+    if not np.isfinite(heterogeneity) or heterogeneity < 0:
+        raise ValueError(f"heterogeneity must be >= 0, got {heterogeneity}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
+    if clusters is not None:
+        clusters = _check_positive_int("clusters", clusters)
+    cov_chol = None
+    if covariance is not None:
+        covariance = np.asarray(covariance, dtype=float)
+        if covariance.shape != (dim, dim):
+            raise ValueError(f"covariance must have shape ({dim}, {dim}), got {covariance.shape}")
+        if not np.allclose(covariance, covariance.T):
+            raise ValueError("covariance must be symmetric")
+        try:
+            cov_chol = np.linalg.cholesky(covariance)
+        except np.linalg.LinAlgError:
+            raise ValueError("covariance must be positive definite") from None
+    mean = np.broadcast_to(np.asarray(head_mean, dtype=float), (rank,))
+
+    rngs = seed_generators(seed, n_seeds, "problem")
+    S = len(rngs)
+    B_star = np.empty((S, dim, rank))
+    B0 = np.empty((S, dim, rank))
+    heads = np.empty((S, n_workers, rank))
+    X_eval = None
+    if kind == "nonlinear":
+        n_eval = _check_positive_int("n_eval", n_eval)
+        X_eval = np.empty((S, n_workers, n_eval, dim))
+    for s, rng in enumerate(rngs):  # setup only: the hot path never loops over seeds
+        B_star[s] = _random_orthonormal(rng, dim, rank)
+        B0[s] = _random_orthonormal(rng, dim, rank)
+        if clusters is None:
+            heads[s] = mean + heterogeneity * rng.standard_normal((n_workers, rank))
+        else:
+            centres = mean + heterogeneity * rng.standard_normal((clusters, rank))
+            heads[s] = centres[np.arange(n_workers) % clusters] + cluster_spread * rng.standard_normal(
+                (n_workers, rank)
+            )
+        if X_eval is not None:
+            X_eval[s] = rng.standard_normal((n_workers, n_eval, dim))
+    if X_eval is not None and cov_chol is not None:
+        X_eval = X_eval @ cov_chol.T
+    settings = dict(
+        kind=kind, n_workers=n_workers, dim=dim, rank=rank, noise=float(noise), batch=batch,
+        heterogeneity=float(heterogeneity), clusters=clusters,
+        activation=activation if kind == "nonlinear" else "identity",
+        n_eval=n_eval if kind == "nonlinear" else None,
+    )
+    return Problem(
+        kind=kind, B_star=B_star, heads_star=heads, B0=B0, noise=float(noise), batch=batch,
+        cov_chol=cov_chol, activation=settings["activation"], X_eval=X_eval, settings=settings,
+    )
+
+
+def linear_problem(n_workers: int = 8, **kwargs) -> Problem:
+    """:func:`make_problem` with ``kind="linear"``."""
+    return make_problem("linear", n_workers, **kwargs)
+
+
+def nonlinear_problem(n_workers: int = 8, **kwargs) -> Problem:
+    """:func:`make_problem` with ``kind="nonlinear"``."""
+    return make_problem("nonlinear", n_workers, **kwargs)
+
+
+# --------------------------------------------------------------------------
+# Stochastic gradients: one minibatch per worker and seed, all at once.
+# --------------------------------------------------------------------------
+def labels(problem: Problem, X: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """Labels y for inputs X (S, N, b, d) and standard-normal noise draws eps (S, N, b)."""
+    if problem.kind == "linear":
+        clean = np.einsum("snbd,snd->snb", X, problem.targets)
+    else:
+        act, _ = ACTIVATIONS[problem.activation]
+        clean = np.einsum("snbr,snr->snb", act(X @ problem.B_star[:, None]), problem.heads_star)
+    return clean + problem.noise * eps
+
+
+def stochastic_gradients(
+    problem: Problem, theta: np.ndarray, B: np.ndarray, X: np.ndarray, y: np.ndarray,
+    *, need_theta: bool = True, need_B: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Minibatch gradients of 0.5 (prediction - y)^2 for every seed and worker.
+
+    Parameters
+    ----------
+    theta : (S, N, r) heads;  B : (S, N, d, r) representations
+    X : (S, N, b, d) inputs;  y : (S, N, b) labels
+
+    Returns
+    -------
+    g_theta : (S, N, r) or None;  g_B : (S, N, d, r) or None
+    """
+    b = X.shape[-2]
+    U = X @ B  # (S, N, b, r)
+    if problem.kind == "linear":
+        feats = U
+    else:
+        act, dact = ACTIVATIONS[problem.activation]
+        feats = act(U)
+    resid = np.einsum("snbr,snr->snb", feats, theta) - y
+    g_theta = np.einsum("snbr,snb->snr", feats, resid) / b if need_theta else None
+    g_B = None
+    if need_B:
+        if problem.kind == "linear":
+            g_B = np.einsum("snbd,snb->snd", X, resid)[..., None] * theta[:, :, None, :] / b
+        else:
+            inner = resid[..., None] * theta[:, :, None, :] * dact(U)  # (S, N, b, r)
+            g_B = np.swapaxes(X, -1, -2) @ inner / b
+    return g_theta, g_B
+
+
+# --------------------------------------------------------------------------
+# Population quantities.
+# --------------------------------------------------------------------------
+def population_loss_and_grads(
+    problem: Problem, theta: np.ndarray, B: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Excess population loss F_i - noise floor and its gradients, per seed and worker.
+
+    ``B`` is (S, N, d, r) (each worker its own) or (S, d, r) (one shared
+    representation, e.g. the network average). Exact for the linear problem;
+    on the fixed evaluation sample for the nonlinear one.
+
+    Returns
+    -------
+    excess : (S, N);  g_theta : (S, N, r);  g_B : (S, N, d, r)
+    """
+    if B.ndim == 3:
+        B = B[:, None]
+    if problem.kind == "linear":
+        v = np.einsum("sndr,snr->snd", B, theta) - problem.targets  # (S, N, d)
+        sv = v if problem.cov_chol is None else v @ problem.covariance
+        excess = 0.5 * np.einsum("snd,snd->sn", v, sv)
+        g_theta = np.einsum("sndr,snd->snr", B, sv)
+        g_B = sv[..., None] * theta[:, :, None, :]
+        return excess, g_theta, np.broadcast_to(g_B, np.broadcast_shapes(g_B.shape, B.shape))
+    act, dact = ACTIVATIONS[problem.activation]
+    X = problem.X_eval
+    m = X.shape[-2]
+    U = X @ B  # (S, N, m, r)
+    feats = act(U)
+    resid = np.einsum("snmr,snr->snm", feats, theta) - problem.eval_targets
+    excess = 0.5 * np.mean(resid * resid, axis=-1)
+    g_theta = np.einsum("snmr,snm->snr", feats, resid) / m
+    g_B = np.swapaxes(X, -1, -2) @ (resid[..., None] * theta[:, :, None, :] * dact(U)) / m
+    return excess, g_theta, g_B
+
+
+def subspace_distance(B: np.ndarray, B_star: np.ndarray) -> np.ndarray:
+    """Sine of the largest principal angle between span(B) and span(B*).
+
+    ``B`` (S, d, r), ``B_star`` (S, d, r) with orthonormal columns; returns (S,).
+    0 means the same subspace, 1 an orthogonal direction.
+    """
+    out = np.full(B.shape[0], np.nan)
+    ok = np.isfinite(B).all(axis=(1, 2))  # a diverged seed has no subspace
+    if ok.any():
+        Q, _ = np.linalg.qr(B[ok])
+        cosines = np.linalg.svd(np.swapaxes(B_star[ok], -1, -2) @ Q, compute_uv=False)
+        smallest = np.clip(cosines[..., -1], 0.0, 1.0)
+        out[ok] = np.sqrt(np.clip(1.0 - smallest**2, 0.0, 1.0))
+    return out
+
+
+def population_metrics(
+    problem: Problem, theta: np.ndarray, B: np.ndarray, *, ground_truth: bool = True
+) -> dict[str, np.ndarray]:
+    """The convergence measures of THEORY section 4, per seed (arrays of shape (S,)).
+
+    R   = ||grad_Phi F(Theta, phibar)||^2          representation stationarity
+    H   = mean_i ||grad_theta F_i(theta_i, phibar)||^2   head stationarity
+    C   = mean_i ||Phi_i - phibar||_F^2            consensus error
+    G   = R + H / N                                full stationarity of F
+    and, with ``ground_truth``: ``subspace`` (principal-angle distance of
+    span(phibar) to span(B*)) and ``excess_risk`` (mean over workers of the
+    personalized population risk of (theta_i, Phi_i) above the noise floor).
+    """
+    N = theta.shape[1]
+    Bbar = B.mean(axis=1)  # (S, d, r)
+    dev = B - Bbar[:, None]
+    C = np.einsum("sndr,sndr->s", dev, dev) / N
+    _, g_theta, g_B = population_loss_and_grads(problem, theta, Bbar)
+    grad_rep = g_B.mean(axis=1)
+    R = np.einsum("sdr,sdr->s", grad_rep, grad_rep)
+    H = np.einsum("snr,snr->s", g_theta, g_theta) / N
+    out = {"R": R, "H": H, "C": C, "G": R + H / N}
+    if ground_truth:
+        out["subspace"] = subspace_distance(Bbar, problem.B_star)
+        excess, _, _ = population_loss_and_grads(problem, theta, B)
+        out["excess_risk"] = excess.mean(axis=1)
+    return out

@@ -1,0 +1,316 @@
+"""The vectorized engine against a plain per-worker transcription of THEORY section 2."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from deprl_theory.engine import ALGORITHMS, DrawStream, run, step_sizes, theory_step_sizes
+from deprl_theory.problems import ACTIVATIONS, make_problem, population_metrics, seed_generators
+
+
+def _ring(n: int) -> np.ndarray:
+    W = np.eye(n) / 3
+    for i in range(n):
+        W[i, (i + 1) % n] += 1 / 3
+        W[i, (i - 1) % n] += 1 / 3
+    return W
+
+
+# ---------------------------------------------------------------------------
+# Reference: one worker at a time, one sample at a time, plain loops.
+# ---------------------------------------------------------------------------
+def _features(problem, B, x):
+    u = B.T @ x
+    if problem.kind == "linear":
+        return u, np.ones_like(u)
+    act, dact = ACTIVATIONS[problem.activation]
+    return act(u), dact(u)
+
+
+def _label(problem, s, i, x, e):
+    if problem.kind == "linear":
+        clean = x @ problem.B_star[s] @ problem.heads_star[s, i]
+    else:
+        act, _ = ACTIVATIONS[problem.activation]
+        clean = problem.heads_star[s, i] @ act(problem.B_star[s].T @ x)
+    return clean + problem.noise * e
+
+
+def _grad_theta(problem, s, i, theta, B, X, eps):
+    g = np.zeros_like(theta)
+    for j in range(X.shape[0]):
+        h, _ = _features(problem, B, X[j])
+        g += (theta @ h - _label(problem, s, i, X[j], eps[j])) * h
+    return g / X.shape[0]
+
+
+def _grad_B(problem, s, i, theta, B, X, eps):
+    g = np.zeros_like(B)
+    for j in range(X.shape[0]):
+        h, dh = _features(problem, B, X[j])
+        g += (theta @ h - _label(problem, s, i, X[j], eps[j])) * np.outer(X[j], theta * dh)
+    return g / X.shape[0]
+
+
+def reference_run(problem, W, algorithm, rounds, tau, alpha, beta, seeds):
+    S, N, d, r = problem.n_seeds, problem.n_workers, problem.dim, problem.rank
+    stream = DrawStream(seed_generators(seeds, S, "run"), tau + 1, N, problem.batch, d)
+    thetas = [[np.zeros(r) for _ in range(N)] for _ in range(S)]
+    Bs = [[problem.B0[s].copy() for _ in range(N)] for s in range(S)]
+    for _ in range(rounds):
+        X, eps = (a.copy() for a in stream.next())
+        for s in range(S):
+            for i in range(N):
+                for t in range(tau):
+                    thetas[s][i] = thetas[s][i] - alpha * _grad_theta(
+                        problem, s, i, thetas[s][i], Bs[s][i], X[s, t, i], eps[s, t, i]
+                    )
+                Bs[s][i] = Bs[s][i] - beta * _grad_B(problem, s, i, thetas[s][i], Bs[s][i], X[s, tau, i], eps[s, tau, i])
+            if algorithm == "local":
+                continue
+            M = np.full((N, N), 1.0 / N) if algorithm == "centralized" else W
+            Bs[s] = [sum(M[i, j] * Bs[s][j] for j in range(N)) for i in range(N)]
+            if algorithm == "dpsgd":
+                thetas[s] = [sum(M[i, j] * thetas[s][j] for j in range(N)) for i in range(N)]
+    return np.array(thetas), np.array(Bs)
+
+
+@pytest.mark.parametrize("kind", ["linear", "nonlinear"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_engine_matches_reference_loop(kind, algorithm):
+    N, tau, rounds = 5, 3, 6
+    problem = make_problem(kind, N, dim=6, rank=2, batch=4, n_eval=30, n_seeds=2, seed=11)
+    W = _ring(N)
+    seeds = [101, 202]
+    res = run(problem, W, algorithm=algorithm, rounds=rounds, tau=tau, alpha=0.05, beta=0.1, seed=seeds)
+    theta_ref, B_ref = reference_run(problem, W, algorithm, rounds, tau, 0.05, 0.1, seeds)
+    np.testing.assert_allclose(res.theta, theta_ref, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(res.B, B_ref, rtol=0, atol=1e-10)
+
+
+def test_covariance_inputs_match_reference():
+    N = 4
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((5, 5))
+    cov = A @ A.T / 5 + 0.5 * np.eye(5)
+    problem = make_problem("linear", N, dim=5, rank=2, batch=3, covariance=cov, n_seeds=1, seed=4)
+    res = run(problem, _ring(N), rounds=4, tau=2, alpha=0.05, beta=0.05, seed=[9])
+    # the reference draws standard normals; colour them the same way before comparing
+    stream = DrawStream(seed_generators([9], 1, "run"), 3, N, 3, 5, problem.cov_chol)
+    X, _ = stream.next()
+    assert np.allclose(np.cov(X.reshape(-1, 5).T), cov, atol=3.0)  # coloured, loosely
+    theta_white = run(dataclasses.replace(problem, cov_chol=None), _ring(N), rounds=4, tau=2, alpha=0.05,
+                      beta=0.05, seed=[9]).theta
+    assert not np.allclose(res.theta, theta_white)
+
+
+# ---------------------------------------------------------------------------
+# Analytic gradients against finite differences.
+# ---------------------------------------------------------------------------
+def _fd(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = h
+        g[idx] = (f(x + e) - f(x - e)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("kind,activation", [("linear", "tanh"), ("nonlinear", "tanh"),
+                                             ("nonlinear", "sigmoid"), ("nonlinear", "relu")])
+def test_population_gradients_match_finite_differences(kind, activation):
+    from deprl_theory.problems import population_loss_and_grads
+
+    p = make_problem(kind, 3, dim=4, rank=2, n_eval=50, activation=activation, n_seeds=1, seed=5)
+    rng = np.random.default_rng(0)
+    theta = rng.standard_normal((1, 3, 2))
+    B = rng.standard_normal((1, 3, 4, 2))
+    _, g_theta, g_B = population_loss_and_grads(p, theta, B)
+    for i in range(3):
+        def f_theta(t):
+            th = theta.copy()
+            th[0, i] = t
+            return population_loss_and_grads(p, th, B)[0][0, i]
+
+        def f_B(b):
+            BB = B.copy()
+            BB[0, i] = b
+            return population_loss_and_grads(p, theta, BB)[0][0, i]
+
+        np.testing.assert_allclose(g_theta[0, i], _fd(f_theta, theta[0, i]), atol=1e-6)
+        np.testing.assert_allclose(g_B[0, i], _fd(f_B, B[0, i]), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["linear", "nonlinear"])
+def test_stochastic_gradients_match_finite_differences(kind):
+    from deprl_theory.problems import labels, stochastic_gradients
+
+    p = make_problem(kind, 2, dim=4, rank=2, batch=7, n_seeds=1, seed=6)
+    rng = np.random.default_rng(1)
+    theta = rng.standard_normal((1, 2, 2))
+    B = rng.standard_normal((1, 2, 4, 2))
+    X = rng.standard_normal((1, 2, 7, 4))
+    y = labels(p, X, rng.standard_normal((1, 2, 7)))
+    act = (lambda u: u) if kind == "linear" else ACTIVATIONS["tanh"][0]
+
+    def loss(th, BB, i):
+        pred = act(X[0, i] @ BB) @ th
+        return 0.5 * np.mean((pred - y[0, i]) ** 2)
+
+    g_theta, g_B = stochastic_gradients(p, theta, B, X, y)
+    for i in range(2):
+        np.testing.assert_allclose(g_theta[0, i], _fd(lambda t: loss(t, B[0, i], i), theta[0, i]), atol=1e-6)
+        np.testing.assert_allclose(g_B[0, i], _fd(lambda b: loss(theta[0, i], b, i), B[0, i]), atol=1e-6)
+
+
+def test_metrics_definitions():
+    """G = R + H/N, C = 0 at a consensus point, subspace distance 0 at the truth."""
+    p = make_problem("linear", 4, dim=6, rank=2, n_seeds=2, seed=0)
+    theta = p.heads_star.copy()
+    B = np.broadcast_to(p.B_star[:, None], (2, 4, 6, 2)).copy()
+    m = population_metrics(p, theta, B)
+    np.testing.assert_allclose(m["C"], 0, atol=1e-24)
+    np.testing.assert_allclose(m["R"], 0, atol=1e-24)
+    np.testing.assert_allclose(m["subspace"], 0, atol=1e-7)
+    np.testing.assert_allclose(m["excess_risk"], 0, atol=1e-24)
+    rng = np.random.default_rng(0)
+    theta2 = theta + rng.standard_normal(theta.shape)
+    B2 = B + 0.1 * rng.standard_normal(B.shape)
+    m2 = population_metrics(p, theta2, B2)
+    np.testing.assert_allclose(m2["G"], m2["R"] + m2["H"] / 4)
+    assert np.all(m2["C"] > 0) and np.all(m2["R"] > 0)
+
+
+# ---------------------------------------------------------------------------
+# Consensus and communication.
+# ---------------------------------------------------------------------------
+def test_consensus_preserves_the_average_representation():
+    from deprl_theory.engine import consensus
+
+    rng = np.random.default_rng(0)
+    Phi = rng.standard_normal((3, 8, 5, 2))
+    W = _ring(8)
+    mixed = consensus(W, Phi)
+    np.testing.assert_allclose(mixed.mean(axis=1), Phi.mean(axis=1), atol=1e-12)
+    dev = lambda A: np.linalg.norm(A - A.mean(axis=1, keepdims=True))  # noqa: E731
+    assert dev(mixed) < dev(Phi)
+    import scipy.sparse as sp
+
+    np.testing.assert_allclose(consensus(sp.csr_array(W), Phi), mixed, atol=1e-12)
+
+
+def test_local_never_mixes():
+    """Changing worker 1's task leaves worker 0's local trajectory untouched."""
+    p = make_problem("linear", 3, dim=5, rank=2, n_seeds=1, seed=2)
+    heads = p.heads_star.copy()
+    heads[0, 1] *= 5
+    q = dataclasses.replace(p, heads_star=heads)
+    a = run(p, None, algorithm="local", rounds=20, tau=2, alpha=0.05, beta=0.05, seed=[7])
+    b = run(q, None, algorithm="local", rounds=20, tau=2, alpha=0.05, beta=0.05, seed=[7])
+    np.testing.assert_array_equal(a.B[0, 0], b.B[0, 0])
+    assert not np.allclose(a.B[0, 1], b.B[0, 1])
+    deprl = run(q, _ring(3), algorithm="deprl", rounds=20, tau=2, alpha=0.05, beta=0.05, seed=[7])
+    assert not np.allclose(a.B[0, 0], deprl.B[0, 0])  # whereas gossip does mix
+
+
+def test_centralized_ignores_W_and_keeps_exact_consensus():
+    p = make_problem("linear", 4, dim=5, rank=2, n_seeds=2, seed=2)
+    res = run(p, None, algorithm="centralized", rounds=30, tau=2, alpha=0.05, beta=0.05, seed=1)
+    assert np.all(res.averages["C"] < 1e-25)
+
+
+def test_wrong_mixing_matrix_is_rejected():
+    p = make_problem("linear", 4, dim=5, rank=2, seed=0)
+    W = _ring(4)
+    W[0, 0] += 0.1
+    with pytest.raises(ValueError, match="row sums|symmetric"):
+        run(p, W, rounds=2, alpha=0.1, beta=0.1)
+    with pytest.raises(ValueError, match="shape"):
+        run(p, _ring(5), rounds=2, alpha=0.1, beta=0.1)
+    with pytest.raises(ValueError, match="needs a mixing matrix"):
+        run(p, None, algorithm="deprl", rounds=2, alpha=0.1, beta=0.1)
+
+
+# ---------------------------------------------------------------------------
+# Ground truth, reproducibility, divergence.
+# ---------------------------------------------------------------------------
+def test_deprl_recovers_the_true_subspace():
+    N = 8
+    p = make_problem("linear", N, dim=10, rank=2, noise=0.1, batch=10, n_seeds=2, seed=0)
+    res = run(p, np.full((N, N), 1 / N), rounds=1500, tau=5, alpha=0.05, beta=0.05, seed=1)
+    assert np.all(res.final["subspace"] < 0.05), res.final["subspace"]
+    assert np.all(res.final["excess_risk"] < 0.05)
+    assert not res.diverged.any()
+
+
+def test_nonlinear_stationarity_drops_tenfold():
+    N = 8
+    p = make_problem("nonlinear", N, dim=8, rank=2, noise=0.1, n_eval=200, n_seeds=2, seed=0)
+    res = run(p, _ring(N), rounds=800, tau=5, alpha=0.05, beta=0.1, seed=1, eval_every=10)
+    G = res.trace["G"]
+    peak = G[:, : G.shape[1] // 4].max(axis=1)  # G starts near 0 at zero heads, then rises
+    assert np.all(res.final["G"] * 10 <= peak), (peak, res.final["G"])
+
+
+def test_same_seed_same_numbers_and_new_seeds_leave_old_ones_alone():
+    p = make_problem("linear", 4, dim=5, rank=2, n_seeds=3, seed=0)
+    a = run(p, _ring(4), rounds=15, tau=2, alpha=0.05, beta=0.05, seed=5)
+    b = run(p, _ring(4), rounds=15, tau=2, alpha=0.05, beta=0.05, seed=5)
+    np.testing.assert_array_equal(a.B, b.B)
+    c = run(p, _ring(4), rounds=15, tau=2, alpha=0.05, beta=0.05, seed=6)
+    assert not np.allclose(a.B, c.B)
+    # seeds are independent: seed 1 and seed 2 of the batch draw different data
+    assert not np.allclose(a.B[:, 1], a.B[:, 2])
+    # a larger batch reproduces the first seeds exactly (problem and run)
+    p5 = make_problem("linear", 4, dim=5, rank=2, n_seeds=5, seed=0)
+    d = run(p5, _ring(4), rounds=15, tau=2, alpha=0.05, beta=0.05, seed=5)
+    np.testing.assert_array_equal(d.B[:3], a.B)
+    # more workers: the first workers' true heads do not change
+    p8 = make_problem("linear", 8, dim=5, rank=2, n_seeds=3, seed=0)
+    np.testing.assert_array_equal(p8.heads_star[:, :4], p.heads_star)
+
+
+def test_divergence_is_flagged_per_seed_and_the_run_goes_on():
+    p = make_problem("linear", 4, dim=5, rank=2, n_seeds=2, seed=0)
+    heads = p.heads_star.copy()
+    heads[0] *= 30  # seed 0 gets a steep problem that this step size cannot handle
+    q = dataclasses.replace(p, heads_star=heads)
+    res = run(q, _ring(4), rounds=300, tau=2, alpha=0.3, beta=0.3, seed=1)
+    assert res.diverged.tolist() == [True, False]
+    assert res.diverged_round[0] > 0 and res.diverged_round[1] == -1
+    assert np.isnan(res.averages["G"][0]) and np.isfinite(res.averages["G"][1])
+    assert res.summary()["steps"]["beta"] == 0.3
+
+
+def test_theory_step_sizes_and_cap():
+    st = theory_step_sizes(16, 400, 5, c=0.5)
+    assert st.beta == pytest.approx(0.5 * np.sqrt(16 / 400))
+    assert st.alpha == pytest.approx(st.beta / (16 * 5))
+    capped = theory_step_sizes(64, 4, 1, c=1.0, beta_max=0.5)
+    assert capped.beta == 0.5 and "capped" in capped.rule
+    fixed = theory_step_sizes(8, 100, 5, head_step=0.05)
+    assert fixed.alpha == 0.05
+    with pytest.raises(ValueError, match="head rule"):
+        theory_step_sizes(8, 100, head_rule="sometimes")
+    with pytest.raises(ValueError):
+        step_sizes(-1, 0.1)
+
+
+@pytest.mark.parametrize("bad", [{"rounds": 0}, {"tau": 0}, {"algorithm": "fedavg"}])
+def test_bad_run_arguments(bad):
+    p = make_problem("linear", 3, dim=4, rank=1, seed=0)
+    kwargs = dict(rounds=3, tau=1, alpha=0.1, beta=0.1, algorithm="local")
+    kwargs.update(bad)
+    with pytest.raises(ValueError):
+        run(p, None, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [dict(rank=5, dim=3), dict(noise=-1), dict(activation="swish"),
+                                 dict(kind="cubic"), dict(batch=0)])
+def test_bad_problem_arguments(bad):
+    kwargs = dict(kind="linear", n_workers=3, dim=4, rank=2)
+    kwargs.update(bad)
+    with pytest.raises(ValueError):
+        make_problem(**kwargs)
