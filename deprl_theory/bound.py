@@ -55,6 +55,7 @@ from sympy.parsing.sympy_parser import (
 __all__ = [
     "SYMBOLS",
     "DEFAULT_QUANTITY",
+    "USER_QUANTITY",
     "Bound",
     "LeadingTerm",
     "Transient",
@@ -102,6 +103,8 @@ DEFAULT_QUANTITY = (
     "(1/K) sum_{k<K} (a H_k + R_k), a = alpha tau / beta; "
     "with a = 1/N this equals Gbar_K = (1/K) sum_{k<K} G_k, G = R + H/N"
 )
+#: Description used for user bounds that do not say what they bound.
+USER_QUANTITY = "user-supplied bounded quantity"
 _DEFAULT_QUANTITY_LATEX = r"\frac{1}{K}\sum_{k<K}\left(a H_k + R_k\right)"
 
 # Names a user string may use as functions/constants rather than as symbols.
@@ -235,6 +238,8 @@ class Bound:
         for name, value in self.terms.items():
             if not isinstance(name, str) or not name:
                 raise ValueError(f"term names must be non-empty strings, got {name!r}")
+            if name == "total":
+                raise ValueError("'total' is reserved for the sum of the terms; rename that term")
             terms[name] = _parse_term(name, value)
         conditions = tuple(
             c for c in (_parse_condition(v) for v in self.conditions) if c is not None
@@ -258,7 +263,7 @@ class Bound:
         cls,
         terms: Mapping[str, ExprLike],
         conditions: Iterable[RelLike] | None = None,
-        quantity: str = DEFAULT_QUANTITY,
+        quantity: str = USER_QUANTITY,
         consensus_terms: Iterable[str] | None = None,
         quantity_latex: str = "",
         substitutions: Mapping[str, ExprLike] | Iterable[tuple[str, ExprLike]] = (),
@@ -284,7 +289,7 @@ def make_bound(
     terms: Mapping[str, ExprLike],
     conditions: Iterable[RelLike] | None = None,
     *,
-    quantity: str = "user-supplied bounded quantity",
+    quantity: str = USER_QUANTITY,
     consensus_terms: Iterable[str] | None = None,
     quantity_latex: str = "",
     substitutions: Mapping[str, ExprLike] | Iterable[tuple[str, ExprLike]] = (),
@@ -898,7 +903,8 @@ def _lambdify_eval(exprs: Mapping[str, sympy.Expr], values: Mapping[str, np.ndar
             f"(needed: {needed})"
         )
     args = [values[n] for n in needed]
-    shape = np.broadcast_shapes(*(a.shape for a in values.values())) if values else ()
+    # only the values used set the shape: unrelated extra constants are ignored
+    shape = np.broadcast_shapes(*(a.shape for a in args)) if args else ()
     out = {}
     for name, e in exprs.items():
         f = sympy.lambdify([sympy.Symbol(n) for n in needed],

@@ -108,6 +108,19 @@ def test_transient_scales_as_N3_rho4_over_gap4(theory_bound):
     assert sympy.simplify(gap) == 0
 
 
+def test_transient_on_ring_grows_like_N11():
+    # ring: 1 - rho ~ g / N^2, so K0 ~ N^3 (N^2)^4 = N^11 (THEORY section 5)
+    rule = {**theory_step_rule("1/N"), "rho": "1 - g/N**2"}
+    t = transient_K0(default_bound(), rule)
+    assert t.N_exponent == 11
+
+
+def test_head_rule_given_once():
+    assert theory_step_rule(head_rule="1/N") == theory_step_rule("1/N")
+    with pytest.raises(ValueError, match="not both"):
+        theory_step_rule("1/N", head_rule="1/N")
+
+
 def test_transient_needs_a_step_rule():
     # without beta = c sqrt(N/K) no term decays in K except T_opt, so T_cons never dies
     with pytest.raises(ValueError, match="no transient"):
