@@ -647,7 +647,7 @@ def lazy(W: ArrayOrSparse, a: float) -> ArrayOrSparse:
         n = W.shape[0]
         if W.ndim != 2 or W.shape[1] != n:
             raise ValueError(f"W must be square, got shape {W.shape}")
-        return sp.csr_array((1.0 - a) * sp.eye_array(n) + a * sp.csr_array(W))
+        return sp.csr_array((1.0 - a) * sp.identity(n, format="csr") + a * sp.csr_array(W))
     w = np.asarray(W, dtype=float)
     if w.ndim != 2 or w.shape[0] != w.shape[1]:
         raise ValueError(f"W must be square, got shape {w.shape}")
@@ -733,7 +733,7 @@ def mixing_matrix(
 
 def _lazy_unchecked(w: ArrayOrSparse, a: float) -> ArrayOrSparse:
     if sp.issparse(w):
-        return sp.csr_array((1.0 - a) * sp.eye_array(w.shape[0]) + a * w)
+        return sp.csr_array((1.0 - a) * sp.identity(w.shape[0], format="csr") + a * w)
     return (1.0 - a) * np.eye(w.shape[0]) + a * w
 
 

@@ -122,6 +122,8 @@ def test_sparse_path_agrees_with_dense(topology, n, params):
     # nonsymmetric W takes the singular-value route
     Us = mixing_matrix(topology, n, sparse=True, seed=3, weights="uniform", **params)
     assert mixing_rate(Us, method="sparse") == pytest.approx(mixing_rate(Us.toarray()), abs=1e-8)
+    Ls = mixing_matrix(topology, n, sparse=True, seed=3, lazy=0.4, **params)
+    assert sp.issparse(Ls) and np.allclose(Ls.toarray(), lazy(Wd, 0.4))
 
 
 def test_sparse_check_mixing_large_n():
@@ -353,3 +355,13 @@ def test_cli_bad_input_one_line_exit_2(args):
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+def test_cli_reads_adjacency_file(tmp_path):
+    path = tmp_path / "star.npy"
+    np.save(path, adjacency("star", 5).astype(int))
+    out = _cli("--adjacency", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["spectral_gap"] == pytest.approx(1 / 5)
+    out = _cli("--adjacency", str(tmp_path / "missing.npy"))
+    assert out.returncode == 2 and "does not exist" in out.stderr
