@@ -1,0 +1,235 @@
+"""Rate exponents with bootstrap confidence intervals, and a falsifiable verdict.
+
+THEORY section 6: fit ``log Gbar = a0 + e_N log N + e_K log K`` over the
+cells (N, K) of a sweep, bootstrap over seeds, and read the speedup exponent
+``s = e_N / e_K`` (rounds to reach accuracy eps scale as N^-s).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._rng import SeedLike, as_generator
+
+__all__ = ["RateFit", "fit_rate", "speedup_verdict", "fit_slope", "SlopeFit", "VERDICTS"]
+
+VERDICTS = ("linear", "sublinear", "none", "inconclusive")
+
+
+@dataclass(frozen=True)
+class RateFit:
+    """Exponents of a power law ``Gbar ~ N^e_N K^e_K`` with percentile CIs.
+
+    ``e_N``, ``e_K``, ``speedup`` are point estimates from the seed-averaged
+    cells; the ``*_ci`` pairs are bootstrap percentile intervals over seeds.
+    """
+
+    e_N: float
+    e_K: float
+    intercept: float
+    speedup: float
+    e_N_ci: tuple[float, float]
+    e_K_ci: tuple[float, float]
+    speedup_ci: tuple[float, float]
+    n_cells: int
+    n_seeds: int
+    n_boot: int
+    ci_level: float
+    r2: float
+    verdict: str = "inconclusive"
+    reason: str = ""
+    excluded: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "N": {"value": self.e_N, "ci": list(self.e_N_ci)},
+            "K": {"value": self.e_K, "ci": list(self.e_K_ci)},
+            "speedup": {"value": self.speedup, "ci": list(self.speedup_ci)},
+            "intercept": self.intercept,
+            "r2": self.r2,
+            "n_cells": self.n_cells,
+            "n_seeds": self.n_seeds,
+            "n_boot": self.n_boot,
+            "ci_level": self.ci_level,
+            "verdict": self.verdict,
+            "reason": self.reason,
+        }
+
+
+def _design(N: np.ndarray, K: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(len(N)), np.log(N), np.log(K)])
+
+
+def speedup_verdict(
+    s_ci: tuple[float, float], e_K_ci: tuple[float, float], *, max_width: float = 1.0
+) -> tuple[str, str]:
+    """Verdict from the CI of the speedup exponent (THEORY section 6).
+
+    ``linear``       the CI of s contains 1 or lies above it;
+    ``sublinear``    it lies strictly between 0 and 1;
+    ``none``         it contains 0 or lies below;
+    ``inconclusive`` it is too wide (wider than ``max_width``, or contains both
+                     0 and 1), non-finite, or the metric does not decrease with K
+                     (then s is meaningless).
+
+    Returns the verdict and a one-line reason.
+    """
+    lo, hi = s_ci
+    k_lo, k_hi = e_K_ci
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "inconclusive", "the bootstrap interval of s is not finite"
+    if not k_hi < 0:
+        return "inconclusive", (
+            f"the metric does not decrease with K (CI of e_K [{k_lo:.2f}, {k_hi:.2f}] reaches 0), "
+            "so s = e_N/e_K is meaningless"
+        )
+    if lo <= 0 <= 1 <= hi:
+        return "inconclusive", f"CI of s [{lo:.2f}, {hi:.2f}] contains both 0 and 1"
+    if hi - lo > max_width:
+        return "inconclusive", f"CI of s [{lo:.2f}, {hi:.2f}] is wider than {max_width:g}"
+    if hi >= 1:
+        where = "contains 1" if lo <= 1 else "lies above 1"
+        return "linear", f"CI of s [{lo:.2f}, {hi:.2f}] {where}"
+    if lo > 0:
+        return "sublinear", f"CI of s [{lo:.2f}, {hi:.2f}] lies strictly between 0 and 1"
+    where = "contains 0" if hi >= 0 else "lies below 0"
+    return "none", f"CI of s [{lo:.2f}, {hi:.2f}] {where}"
+
+
+def fit_rate(
+    N: np.ndarray,
+    K: np.ndarray,
+    values: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    ci: float = 0.95,
+    seed: SeedLike = 0,
+    max_width: float = 1.0,
+) -> RateFit:
+    """Fit ``log mean_seeds(value) = a0 + e_N log N + e_K log K`` and bootstrap over seeds.
+
+    Parameters
+    ----------
+    N, K : array (C,)
+        The cells' worker counts and rounds.
+    values : array (C, S)
+        The time-averaged metric of each cell and seed; NaN marks a diverged
+        seed (left out of that cell's mean).
+    n_boot : int
+        Bootstrap replicates: seeds are resampled with replacement, jointly for
+        all cells (a seed is one problem instance shared by every cell).
+    ci : float
+        Level of the percentile intervals.
+    seed : random seed of the bootstrap.
+
+    Returns
+    -------
+    RateFit (with its verdict)
+
+    Examples
+    --------
+    >>> N = np.repeat([4, 8, 16], 3); K = np.tile([100, 200, 400], 3)
+    >>> vals = (1 / np.sqrt(N * K))[:, None] * np.exp(0.01 * np.arange(4))
+    >>> fit = fit_rate(N, K, vals, n_boot=200)
+    >>> round(fit.e_N, 3), round(fit.e_K, 3), fit.verdict
+    (-0.5, -0.5, 'linear')
+    """
+    N = np.asarray(N, dtype=float)
+    K = np.asarray(K, dtype=float)
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        values = values[:, None]
+    if not (N.shape == K.shape == values.shape[:1]):
+        raise ValueError(f"N {N.shape}, K {K.shape} and values {values.shape} do not describe the same cells")
+    if len(np.unique(N)) < 2 or len(np.unique(K)) < 2:
+        raise ValueError("need at least two distinct N and two distinct K to fit both exponents")
+    if np.any(values <= 0):
+        raise ValueError("metric values must be positive to take logarithms")
+    C, S = values.shape
+    X = _design(N, K)
+    with np.errstate(all="ignore"):
+        means = np.nanmean(values, axis=1)
+    if not np.all(np.isfinite(means)):
+        raise ValueError("a cell has no finite value (every seed diverged); drop it before fitting")
+    y = np.log(means)
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ coef
+    r2 = 1.0 - resid @ resid / max(((y - y.mean()) ** 2).sum(), 1e-300)
+
+    rng = as_generator(seed)
+    idx = rng.integers(0, S, size=(n_boot, S))
+    boot = values[:, idx]  # (C, n_boot, S)
+    with np.errstate(all="ignore"):
+        bmeans = np.nanmean(boot, axis=2)  # (C, n_boot)
+    ok = np.all(np.isfinite(bmeans), axis=0)
+    pinv = np.linalg.pinv(X)
+    bcoef = pinv @ np.log(bmeans[:, ok])  # (3, n_ok)
+    with np.errstate(all="ignore"):
+        bs = bcoef[1] / bcoef[2]
+    q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
+
+    def pct(a: np.ndarray) -> tuple[float, float]:
+        a = a[np.isfinite(a)]
+        if a.size == 0:
+            return (float("nan"), float("nan"))
+        lo, hi = np.percentile(a, q)
+        return (float(lo), float(hi))
+
+    e_N, e_K = float(coef[1]), float(coef[2])
+    s_ci = pct(bs)
+    e_K_ci = pct(bcoef[2])
+    verdict, reason = speedup_verdict(s_ci, e_K_ci, max_width=max_width)
+    return RateFit(
+        e_N=e_N, e_K=e_K, intercept=float(coef[0]), speedup=e_N / e_K if e_K != 0 else float("nan"),
+        e_N_ci=pct(bcoef[1]), e_K_ci=e_K_ci, speedup_ci=s_ci, n_cells=C, n_seeds=S,
+        n_boot=int(ok.sum()), ci_level=ci, r2=float(r2), verdict=verdict, reason=reason,
+    )
+
+
+@dataclass(frozen=True)
+class SlopeFit:
+    """Slope of ``y`` against ``x`` with a bootstrap CI."""
+
+    slope: float
+    intercept: float
+    ci: tuple[float, float]
+    n_points: int
+
+    def as_dict(self) -> dict:
+        return {"value": self.slope, "ci": list(self.ci), "intercept": self.intercept, "n_points": self.n_points}
+
+
+def fit_slope(
+    x: np.ndarray, y: np.ndarray, *, n_boot: int = 2000, ci: float = 0.95, seed: SeedLike = 0
+) -> SlopeFit:
+    """Least-squares slope of ``y`` (P, S) on ``x`` (P,), bootstrapping seeds (columns of y).
+
+    With ``y`` one-dimensional the bootstrap resamples points instead.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"x {x.shape} and y {y.shape} do not match")
+    if len(np.unique(x)) < 2:
+        raise ValueError("need at least two distinct x values to fit a slope")
+    rng = as_generator(seed)
+    X = np.column_stack([np.ones_like(x), x])
+    if y.ndim == 1:
+        coef = np.linalg.lstsq(X, y, rcond=None)[0]
+        slopes = []
+        for _ in range(n_boot):
+            i = rng.integers(0, len(x), len(x))
+            if len(np.unique(x[i])) < 2:
+                continue
+            slopes.append(np.linalg.lstsq(X[i], y[i], rcond=None)[0][1])
+        slopes = np.asarray(slopes)
+    else:
+        with np.errstate(all="ignore"):
+            coef = np.linalg.lstsq(X, np.nanmean(y, axis=1), rcond=None)[0]
+            idx = rng.integers(0, y.shape[1], size=(n_boot, y.shape[1]))
+            ym = np.nanmean(y[:, idx], axis=2)  # (P, n_boot)
+        slopes = (np.linalg.pinv(X) @ ym)[1]
+    slopes = slopes[np.isfinite(slopes)]
+    lo, hi = np.percentile(slopes, [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100])
+    return SlopeFit(slope=float(coef[1]), intercept=float(coef[0]), ci=(float(lo), float(hi)), n_points=len(x))
