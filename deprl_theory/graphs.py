@@ -188,14 +188,14 @@ def _weight_rule(weights: str) -> str:
     return rule
 
 
-def _check_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+def _check_params(name: str, params: dict[str, Any], required: bool = True) -> dict[str, Any]:
     allowed = _TOPOLOGY_PARAMS.get(name, ())
     extra = sorted(set(params) - set(allowed))
     if extra:
         takes = f"takes only {', '.join(allowed)}" if allowed else "takes no parameters"
         raise ValueError(f"topology {name!r} {takes}; got {', '.join(extra)}")
     missing = [k for k in allowed if params.get(k) is None]
-    if missing:
+    if missing and required:
         raise ValueError(f"topology {name!r} needs parameter {missing[0]}")
     return params
 
@@ -371,11 +371,14 @@ def _topology_edges(name: str, n: int, rng: np.random.Generator, params: dict[st
     raise AssertionError(name)  # pragma: no cover - names are validated first
 
 
-def _named_edges(topology: str, n: Any, seed: SeedLike, params: dict[str, Any]) -> tuple[str, _Edges]:
+def _named_edges(
+    topology: str, n: Any, seed: SeedLike, params: dict[str, Any], need_gap: bool = True
+) -> tuple[str, _Edges]:
     name = _topology_name(topology)
     n = _check_n(n)
-    _check_params(name, params)
-    if name == "exact_gap":
+    # exact_gap's graph is the complete graph whatever g is: adjacency() needs no gap.
+    _check_params(name, params, required=need_gap or name != "exact_gap")
+    if name == "exact_gap" and params.get("gap") is not None:
         _check_unit_interval("gap", params["gap"], "exact_gap spectral")
     rng = as_generator(seed)
     return name, _topology_edges(name, n, rng, params)
@@ -460,7 +463,7 @@ def adjacency(topology: str, n: int, *, seed: SeedLike = None, **params: Any) ->
     **params
         ``p`` (edge probability in (0, 1]) for ``erdos_renyi``; ``degree`` for
         ``random_regular`` (``1 <= degree < n``, ``n*degree`` even); ``gap`` for
-        ``exact_gap``.  Random graphs are redrawn from the same generator until
+        ``exact_gap`` (optional here: its graph is complete for every ``g``).  Random graphs are redrawn from the same generator until
         connected (at most 100 draws, then ValueError).
 
     Returns
@@ -481,7 +484,7 @@ def adjacency(topology: str, n: int, *, seed: SeedLike = None, **params: Any) ->
     >>> adjacency("random_regular", 8, degree=3, seed=0).sum(axis=0).tolist()
     [3, 3, 3, 3, 3, 3, 3, 3]
     """
-    _, edges = _named_edges(topology, n, seed, params)
+    _, edges = _named_edges(topology, n, seed, params, need_gap=False)
     return _edges_to_dense(edges)
 
 

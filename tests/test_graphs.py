@@ -74,6 +74,7 @@ def test_exact_gap_family(n, g):
     assert np.allclose(W, (1 - g) * np.eye(n) + g / n)
     assert spectral_gap(W) == pytest.approx(g, abs=TOL)
     check_mixing(W, adjacency("exact_gap", n, gap=g))
+    assert np.array_equal(adjacency("exact_gap", n), adjacency("complete", n))
 
 
 @pytest.mark.parametrize("topology,n", [("ring", 9), ("hypercube", 16), ("star", 6)])
@@ -263,6 +264,7 @@ def test_random_regular_reproducible_connected(n, d):
     (lambda: mixing_matrix("exact_gap", 6, gap=0.0), "gap=0.0"),
     (lambda: mixing_matrix("exact_gap", 6, gap=2), "gap=2"),
     (lambda: mixing_matrix("exact_gap", 6), "needs parameter gap"),
+    (lambda: adjacency("exact_gap", 6, gap=1.5), "gap=1.5"),
     (lambda: graph_adjacency(np.ones((2, 3))), "square"),
     (lambda: graph_adjacency([[0, 1], [0, 0]]), "symmetric"),
     (lambda: graph_adjacency([[0, 2], [2, 0]]), "0/1"),
