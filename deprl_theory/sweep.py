@@ -34,6 +34,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -178,8 +179,10 @@ class SweepResult:
     n_cached : int
         ``(cell, seed)`` runs read from the cache.
     failures : list of dict
-        One per failed task call: ``{"params", "seeds", "error", "traceback"}``
-        with ``error`` as ``"ExceptionType: message"``.
+        One per failed task call, in grid order: ``{"params", "seeds", "error",
+        "traceback"}`` with ``error`` as ``"ExceptionType: message"``.  If a
+        worker process dies (segfault, out of memory) the pool breaks and
+        every cell not yet finished fails with ``BrokenProcessPool``.
     wall_seconds : float
         Wall time of the whole sweep.
     task : str
@@ -281,17 +284,31 @@ def _run_batch(task: Task, params: dict, seeds: tuple[int, ...], base_seed: int)
     return {"ok": True, "results": out, "seconds": time.perf_counter() - start}
 
 
-def _ignore_sigint() -> None:
+def _init_worker(parent_pid: int) -> None:
+    """Set up a pool worker: ignore Ctrl-C, and exit if the sweep process dies."""
     # Ctrl-C reaches the whole process group; only the parent should react, then
     # it terminates the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    # A parent killed with SIGKILL cannot stop its workers, which would then wait
+    # on the task queue forever; watching for re-parenting ends them within a second.
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sweep-parent-watch", daemon=True).start()
 
 
 # --------------------------------------------------------------------------- progress
 class _Progress:
     """A text progress bar on stderr: redrawn in place on a TTY, sparse lines otherwise."""
 
-    def __init__(self, total: int, cached: int, enabled: bool, stream: TextIO | None = None):
+    def __init__(
+        self, total: int, cached: int, enabled: bool, label: str = "", stream: TextIO | None = None
+    ):
+        self.label = f"{label} " if label else ""
+        self._width = 0
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled and total > 0
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -306,10 +323,13 @@ class _Progress:
         filled = int(width * self.done / self.total) if self.total else width
         computed = self.done - self.cached
         remaining = self.total - self.done
-        eta = "?" if computed == 0 else _fmt_seconds(elapsed / computed * remaining)
+        if remaining == 0:
+            eta = "0:00"
+        else:
+            eta = "?" if computed == 0 else _fmt_seconds(elapsed / computed * remaining)
         failed = f", {self.failed} failed" if self.failed else ""
         return (
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} cells "
+            f"{self.label}[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} cells "
             f"({self.cached} cached{failed}) {_fmt_seconds(elapsed)} elapsed, ETA {eta}"
         )
 
@@ -322,7 +342,10 @@ class _Progress:
         finished = self.done >= self.total
         if self.tty:
             if force or finished or now - self._last >= 0.1:
-                self.stream.write("\r" + self._line())
+                line = self._line()
+                # Pad over the previous, possibly longer, line.
+                self.stream.write("\r" + line.ljust(self._width))
+                self._width = len(line)
                 if finished:
                     self.stream.write("\n")
                 self.stream.flush()
@@ -383,7 +406,10 @@ def _execute_processes(batches, task, base_seed, jobs, on_done) -> None:
     # threads) and the same behaviour on Linux, macOS and Windows.  The price: tasks
     # must be importable by module name, which dask needs anyway.
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_ignore_sigint
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
     )
     futures = {}
     try:
@@ -609,8 +635,8 @@ def run_sweep(
 
     seeds_of = {i: batch_seeds for i, _, batch_seeds in batches}
     n_full_cached = len(cell_list) - len(batches)
-    bar = _Progress(len(cell_list), n_full_cached, progress)
-    failures: list[dict[str, Any]] = []
+    bar = _Progress(len(cell_list), n_full_cached, progress, label=name.rsplit(".", 1)[-1])
+    failures: list[tuple[int, dict[str, Any]]] = []
     n_computed = 0
     host = socket.gethostname()
 
@@ -619,12 +645,12 @@ def run_sweep(
         params = cell_list[i]
         batch_seeds = seeds_of[i]
         if not outcome["ok"]:
-            failures.append({
-                "params": params,
+            failures.append((i, {
+                "params": dict(params),
                 "seeds": list(batch_seeds),
                 "error": outcome["error"],
                 "traceback": outcome.get("traceback", ""),
-            })
+            }))
             bar.update(done=1, failed=1)
             return
         per_seed = outcome["seconds"] / len(batch_seeds)
@@ -665,7 +691,7 @@ def run_sweep(
         records=records,
         n_computed=n_computed,
         n_cached=n_cached,
-        failures=failures,
+        failures=[f for _, f in sorted(failures, key=lambda item: item[0])],
         wall_seconds=time.monotonic() - start,
         task=name,
         base_seed=base_seed,

@@ -46,6 +46,8 @@ def toy_task(params: dict, seeds: tuple, base_seed: int) -> dict:
         entry = {"params": params, "seeds": list(seeds), "t": time.time_ns(), "pid": os.getpid()}
         Path(log, f"{uuid.uuid4().hex}.json").write_text(json.dumps(entry))
     time.sleep(float(os.environ.get(SLEEP_ENV, "0")))
+    if params.get("crash"):
+        os._exit(3)  # a segfault or the OOM killer, as far as the pool can tell
     if params.get("fail"):
         raise ValueError(f"boom at N={params['N']}")
     out = {}
@@ -255,6 +257,14 @@ def test_a_failing_cell_is_reported_and_the_others_complete(tmp_path, executor, 
     assert (again.n_cached, again.n_computed, len(again.failures)) == (9, 0, 1)
 
 
+def test_a_dying_worker_is_reported_not_a_hang(tmp_path):
+    cells = [{"N": 4, "K": 10, "crash": True}] + CELLS
+    got = run_sweep(toy_task, cells, [0], executor="processes", jobs=1, progress=False)
+    assert got.failures[0]["params"].get("crash") is True  # failures come in grid order
+    assert all("BrokenProcessPool" in f["error"] for f in got.failures)
+    assert len(got.records) + sum(len(f["seeds"]) for f in got.failures) == 4
+
+
 def test_cost_puts_expensive_cells_first(log_dir):
     run_sweep(toy_task, CELLS, [0], executor="serial", progress=False, cost=lambda p: p["N"])
     assert [c["params"]["N"] for c in calls(log_dir)] == [5, 3, 2]
@@ -262,9 +272,12 @@ def test_cost_puts_expensive_cells_first(log_dir):
 
 # --------------------------------------------------------------------------- interruption
 SCRIPT = """
-import sys
-sys.path.insert(0, {tests!r})
-from test_sweep import toy_task
+import signal, sys
+# Behave like an interactive run even if this test itself runs as a background job.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.path[:0] = [{tests!r}, {repo!r}]
+from importlib import import_module
+toy_task = import_module({module!r}).toy_task
 from deprl_theory.sweep import run_sweep
 cells = [{{"N": n, "K": 10}} for n in range(2, 10)]
 run_sweep(toy_task, cells, [0, 1], base_seed=3, out={out!r}, executor={executor!r}, jobs=2,
@@ -273,33 +286,59 @@ run_sweep(toy_task, cells, [0, 1], base_seed=3, out={out!r}, executor={executor!
 SLOW_CELLS = [{"N": n, "K": 10} for n in range(2, 10)]
 
 
-@pytest.mark.parametrize("executor", ["serial", "processes"])
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_interrupted_sweep_resumes_without_recomputing(tmp_path, executor, sig):
+def interrupt_midway(out: Path, executor: str, sig: int, *, whole_group: bool = True,
+                     log: Path | None = None) -> tuple[int, bytes]:
+    """Start the slow sweep in a subprocess, send ``sig`` once two cells are cached.
+
+    Returns the number of cache entries left and the subprocess's stderr.
+    """
     if sys.platform == "win32":
         pytest.skip("process groups and SIGKILL are POSIX")
-    out = tmp_path / "results"
-    script = SCRIPT.format(tests=str(TESTS_DIR), out=str(out), executor=executor)
+    script = SCRIPT.format(tests=str(TESTS_DIR), repo=str(REPO), module=toy_task.__module__,
+                           out=str(out), executor=executor)
     env = {**os.environ, "PYTHONPATH": str(REPO), SLEEP_ENV: "0.4"}
     env.pop(LOG_ENV, None)
-    # A new session stands for the terminal's foreground job: Ctrl-C and kill reach every process.
+    if log is not None:
+        env[LOG_ENV] = str(log)
+    # A new session stands for the terminal's foreground job: Ctrl-C reaches every process.
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    cache = out / "cache" / "test_sweep.toy_task"
+    cache = out / "cache" / f"{toy_task.__module__}.toy_task"
     deadline = time.monotonic() + 30
     while len(list(cache.glob("*.json"))) < 4:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"no cell finished in time: {proc.communicate()[1].decode()}")
         time.sleep(0.02)
-    os.killpg(proc.pid, sig)
+    if whole_group:
+        os.killpg(proc.pid, sig)
+    else:
+        os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode != 0
+    return len(list(cache.glob("*.json"))), err
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for a non-reaping init is dead for our purpose
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("executor", ["serial", "processes"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_interrupted_sweep_resumes_without_recomputing(tmp_path, executor, sig):
+    out = tmp_path / "results"
+    cache = out / "cache" / f"{toy_task.__module__}.toy_task"
+    finished, err = interrupt_midway(out, executor, sig)
     if sig == signal.SIGINT:
         assert b"KeyboardInterrupt" in err
-    finished = len(list(cache.glob("*.json")))
     assert 4 <= finished < 16, "the sweep was not interrupted mid-way"
-    assert finished % 2 == 0  # a cell's seeds are written together
 
     resumed = run_sweep(toy_task, SLOW_CELLS, [0, 1], base_seed=3, out=out, executor="serial",
                         progress=False)
@@ -314,6 +353,21 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path, executor, sig):
             assert json.loads(path.read_text())["result"]["metrics"]
         else:
             assert path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def test_workers_exit_when_the_sweep_process_is_killed(tmp_path):
+    log = tmp_path / "calls"
+    log.mkdir()
+    interrupt_midway(tmp_path / "results", "processes", signal.SIGKILL, whole_group=False, log=log)
+    workers = {c["pid"] for c in calls(log)}
+    assert len(workers) == 2
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    orphans = [pid for pid in workers if alive(pid)]
+    for pid in orphans:
+        os.kill(pid, signal.SIGKILL)
+    assert not orphans, "pool workers outlived the killed sweep"
 
 
 # --------------------------------------------------------------------------- progress, tidy
