@@ -58,7 +58,7 @@ DEFAULT_GAPS = (0.5, 0.3, 0.15, 0.08, 0.04, 0.02)
 #: named topologies placed on the same axes
 NAMED_TOPOLOGIES = ("ring", "torus", "exponential", "hypercube", "complete")
 #: rounds grid for the transient
-DEFAULT_ROUNDS = (250, 500, 1000, 2000)
+DEFAULT_ROUNDS = (250, 500, 1000, 2000, 4000)
 #: slope of log Cbar against log(rho / (1 - rho)) that the template predicts
 PREDICTED_SLOPE = 2.0
 
