@@ -215,6 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(dump_json(summary, indent=2) if args.json else _format(summary, latex))
         return 0
 
+    # fail before any run if the bound needs a value nobody provides
+    known = {"L_theta", "L_phi", "L_thetaphi", "sigma_theta", "sigma_phi", "delta", "Delta",
+             "c", "tau", "rho", "N", "K"} | set(extras["constants"])
+    missing = sorted(s.name for s in sub.free_symbols if s.name not in known)
+    if missing:
+        raise UsageError(f"cannot evaluate the bound: no value for {missing}; add them under \"constants\" "
+                         "in the bound file")
     seeds = list(range(n_seeds))
     cells = [cell_params(problem=args.problem, N=n, K=k, topology=args.topology, tau=args.tau, c=args.c)
              for n in ns for k in rounds]
