@@ -61,7 +61,7 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str, formats: Sequence[st
         fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=f".{fmt}")
         os.close(fd)
         try:
-            fig.savefig(tmp, format=fmt)
+            fig.savefig(tmp, format=fmt, dpi=_STYLE["savefig.dpi"], bbox_inches="tight")
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
@@ -134,7 +134,7 @@ def speedup_figures(
         ax.set_ylabel(f"time-averaged {label} (squared gradient norm)")
         sub = "" if fit is None else f"   fit: $e_N$ = {fit['e_N']:.2f}, $e_K$ = {fit['e_K']:.2f}"
         ax.set_title((title + sub).strip())
-        ax.legend(title="workers (band: 95% over seeds)", ncol=2)
+        ax.legend(title="workers (band: 2.5-97.5% of seeds)", ncol=2)
         figs["rate"] = fig
 
         fig, ax = plt.subplots()
@@ -154,23 +154,37 @@ def speedup_figures(
         ax.legend(ncol=2)
         figs["collapse"] = fig
 
-        # K_eps(N): rounds to reach eps, by log-log interpolation of the seed-mean curve
-        means = {n: np.array([np.nanmean(table[(n, k)]) for k in Ks if (n, k) in table]) for n in Ns}
-        kgrid = {n: np.array([k for k in Ks if (n, k) in table]) for n in Ns}
-        if eps is None:
-            eps = max(np.nanmin(means[n]) for n in Ns)
-        k_eps = {}
+        # K_eps(N): rounds for the seed-mean curve of N to reach eps, from a power law fitted
+        # per N (log m = a_N + b_N log K). The ranges of different N need not overlap, so a
+        # K_eps outside the measured K range is an extrapolation and is drawn hollow.
+        k_eps, extrapolated, per_n = {}, {}, {}
         for n in Ns:
-            m, k = means[n], kgrid[n]
-            order = np.argsort(m)  # decreasing in K in the regime that matters; interpolate on sorted values
-            if np.nanmin(m) <= eps <= np.nanmax(m):
-                k_eps[n] = float(np.exp(np.interp(np.log(eps), np.log(m[order]), np.log(k[order]))))
+            ks = np.array([k for k in Ks if (n, k) in table], dtype=float)
+            m = np.array([np.nanmean(table[(n, k)]) for k in ks])
+            ok = np.isfinite(m) & (m > 0)
+            if ok.sum() >= 2:
+                b, a = np.polyfit(np.log(ks[ok]), np.log(m[ok]), 1)
+                per_n[n] = (a, b, ks[ok].min(), ks[ok].max())
+        if eps is None:
+            allm = np.array([np.nanmean(v) for v in table.values()])
+            allm = allm[np.isfinite(allm) & (allm > 0)]
+            eps = float(np.exp(np.mean(np.log(allm)))) if allm.size else float("nan")
+        for n in Ns:
+            if n in per_n and per_n[n][1] < 0:
+                a, b, kmin, kmax = per_n[n]
+                k_eps[n] = float(np.exp((np.log(eps) - a) / b))
+                extrapolated[n] = not (kmin <= k_eps[n] <= kmax)
             else:
-                k_eps[n] = float("nan")
+                k_eps[n], extrapolated[n] = float("nan"), True
         fig, ax = plt.subplots()
         n0 = Ns[0]
-        sp = [k_eps[n0] / k_eps[n] for n in Ns]
-        ax.plot(Ns, sp, "o-", color=colors[-1], label=f"measured (eps = {eps:.3g})")
+        sp = np.array([k_eps[n0] / k_eps[n] for n in Ns])
+        ext = np.array([extrapolated[n] or extrapolated[n0] for n in Ns])
+        ax.plot(Ns, sp, "-", color=colors[-1])
+        ax.plot(np.array(Ns)[~ext], sp[~ext], "o", color=colors[-1], label=f"measured (eps = {eps:.3g})")
+        if ext.any():
+            ax.plot(np.array(Ns)[ext], sp[ext], "o", mfc="white", color=colors[-1],
+                    label="K_eps extrapolated from the fit in K")
         ax.plot(Ns, [n / n0 for n in Ns], "k--", lw=1, label="ideal linear speedup N / N_min")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
@@ -179,7 +193,7 @@ def speedup_figures(
         ax.set_title(f"rounds to reach {label} = eps")
         ax.legend()
         figs["speedup"] = fig
-        figs["_k_eps"] = {"eps": float(eps), "k_eps": k_eps}
+        figs["_k_eps"] = {"eps": float(eps), "k_eps": k_eps, "extrapolated": extrapolated}
     return figs
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import warnings
+
 import numpy as np
 
 from ._rng import SeedLike, as_generator
@@ -107,7 +109,11 @@ def fit_rate(
     seed: SeedLike = 0,
     max_width: float = 1.0,
 ) -> RateFit:
-    """Fit ``log mean_seeds(value) = a0 + e_N log N + e_K log K`` and bootstrap over seeds.
+    """Fit ``log value = a0 + e_N log N + e_K log K`` by least squares over all cells and seeds.
+
+    Least squares on every (cell, seed) point is least squares on the cell means
+    of ``log value`` (a geometric mean over seeds), which keeps one seed with an
+    unusually hard instance from dominating a cell.
 
     Parameters
     ----------
@@ -148,23 +154,25 @@ def fit_rate(
         raise ValueError("metric values must be positive to take logarithms")
     C, S = values.shape
     X = _design(N, K)
-    with np.errstate(all="ignore"):
-        means = np.nanmean(values, axis=1)
-    if not np.all(np.isfinite(means)):
+    logs = np.log(values)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        y = np.nanmean(logs, axis=1)
+    if not np.all(np.isfinite(y)):
         raise ValueError("a cell has no finite value (every seed diverged); drop it before fitting")
-    y = np.log(means)
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
     resid = y - X @ coef
     r2 = 1.0 - resid @ resid / max(((y - y.mean()) ** 2).sum(), 1e-300)
 
     rng = as_generator(seed)
     idx = rng.integers(0, S, size=(n_boot, S))
-    boot = values[:, idx]  # (C, n_boot, S)
-    with np.errstate(all="ignore"):
+    boot = logs[:, idx]  # (C, n_boot, S)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         bmeans = np.nanmean(boot, axis=2)  # (C, n_boot)
     ok = np.all(np.isfinite(bmeans), axis=0)
     pinv = np.linalg.pinv(X)
-    bcoef = pinv @ np.log(bmeans[:, ok])  # (3, n_ok)
+    bcoef = pinv @ bmeans[:, ok]  # (3, n_ok)
     with np.errstate(all="ignore"):
         bs = bcoef[1] / bcoef[2]
     q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]

@@ -27,7 +27,7 @@ from deprl_theory.sweep import run_sweep
 from verification._cli import ArgumentParser, UsageError, dump_json, run_main
 
 PROG = "python -m verification.speedup"
-METRICS = ("R", "H", "G", "C")
+METRICS = ("R", "H", "G", "C")  # C (consensus error) is stored, not fitted: it is 0 on a complete graph
 FIT_METRICS = ("R", "H", "G")
 DEFAULT_ROUNDS = (500, 1000, 2000, 4000)
 QUICK_ROUNDS = (250, 500, 1000)
@@ -40,10 +40,10 @@ def build_parser() -> ArgumentParser:
                    help="worker counts, at least three distinct, each >= 2 (default: 4 8 16 32)")
     g.add_argument("--rounds", type=int, nargs="+", default=None, metavar="K",
                    help=f"grid of rounds K (default: {' '.join(map(str, DEFAULT_ROUNDS))})")
-    g.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 4; 3 with --quick)")
+    g.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 8; 4 with --quick)")
     g.add_argument("--seed", type=int, default=0, help="base seed; every cell and seed derives from it (default 0)")
     g.add_argument("--quick", action="store_true",
-                   help=f"small grid (K = {' '.join(map(str, QUICK_ROUNDS))}, 3 seeds) for a smoke test")
+                   help=f"small grid (K = {' '.join(map(str, QUICK_ROUNDS))}, 4 seeds) for a smoke test")
     a = p.add_argument_group("algorithm and graph")
     a.add_argument("--algorithm", choices=ALGORITHMS, default="deprl")
     a.add_argument("--topology", default="exponential",
@@ -70,8 +70,12 @@ def build_parser() -> ArgumentParser:
     o.add_argument("--metric", choices=("G", "R", "H"), default="R",
                    help="metric of the headline verdict (default R, the representation)")
     o.add_argument("--boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
-    o.add_argument("--transient-factor", type=float, default=1.0,
-                   help="exclude cells with K < factor x predicted transient K0 (default 1; 0 keeps all)")
+    o.add_argument("--transient-tol", type=float, default=0.15,
+                   help="measured transient: drop the smallest K of an N while the local log-log slope differs "
+                        "from that N's tail slope by more than this (default 0.15; 0 keeps every cell)")
+    o.add_argument("--transient-factor", type=float, default=0.0,
+                   help="also drop cells with K < factor x the template's predicted K0 (default 0: report only; "
+                        "the template's constants are worst-case)")
     o.add_argument("--out", default=None,
                    help="directory for CSV, summary.json, cache and figures "
                         "(default: results/speedup, figures in figures/)")
@@ -129,18 +133,16 @@ def make_cells(args, rounds: Sequence[int]) -> list[dict]:
     return [cell_params(N=n, K=k, **common) for n in sorted(set(args.n)) for k in sorted(set(rounds))]
 
 
-def predicted_transient(args, rho: float, n: int, seed: int) -> dict:
-    """K0(N) of the bound template with constants estimated on the problem (None if unavailable)."""
+def predicted_transient(args, cell: dict, rho: float) -> dict:
+    """The template's K0(N) with constants estimated on the problem (None if it cannot be had)."""
     if args.algorithm == "local":
         return {"K0": None, "how": "local training has no consensus: no transient"}
-    if args.algorithm == "centralized" or rho <= 0:
+    if args.algorithm == "centralized":
         return {"K0": 0.0, "how": "exact averaging: rho = 0, no consensus transient"}
     try:
         from deprl_theory.transient import predicted_K0
-    except ImportError:
-        return {"K0": None, "how": "transient prediction unavailable"}
-    try:
-        return predicted_K0(args, rho, n, seed)
+
+        return predicted_K0(cell, rho, base_seed=args.seed)
     except Exception as exc:  # a prediction must never sink the measurement
         return {"K0": None, "how": f"transient prediction failed: {type(exc).__name__}: {exc}"}
 
@@ -159,19 +161,24 @@ def _table(records, metric: str) -> dict:
 def analyse(records, args, transient: dict) -> dict:
     """Fits and verdicts of every metric, with the transient exclusions."""
     out: dict = {}
+    from deprl_theory.transient import transient_cells
+
     keys = sorted(_table(records, "G"))
     excluded = []
+    if args.transient_tol > 0:
+        excluded += transient_cells(_table(records, args.metric), tol=args.transient_tol)
     for n, k in keys:
         k0 = transient.get(n, {}).get("K0")
-        if k0 is not None and args.transient_factor > 0 and k < args.transient_factor * k0:
-            excluded.append({"N": n, "K": k, "why": f"K = {k} < predicted transient K0 = {k0:.3g}"})
+        if (k0 is not None and args.transient_factor > 0 and k < args.transient_factor * k0
+                and not any(e["N"] == n and e["K"] == k for e in excluded)):
+            excluded.append({"N": n, "K": k, "why": f"K = {k} < {args.transient_factor:g} x predicted K0 = {k0:.3g}"})
     fit_keys = [key for key in keys if not any(e["N"] == key[0] and e["K"] == key[1] for e in excluded)]
     note = ""
     if len({n for n, _ in fit_keys}) < 2 or len({k for _, k in fit_keys}) < 2:
-        note = ("too few cells past the predicted transient to fit; fitting all cells "
+        note = ("too few cells past the transient to fit; fitting all cells "
                 "(the consensus term may bias the exponents)")
         fit_keys = keys
-    for metric in METRICS:
+    for metric in FIT_METRICS:
         table = _table(records, metric)
         usable = [key for key in fit_keys if np.isfinite(table[key]).any()]
         dropped = [key for key in fit_keys if key not in usable]
@@ -201,7 +208,7 @@ def render_table(summary: dict) -> str:
     def ci(c):
         return "[  nan,   nan]" if c[0] is None else f"[{c[0]:+.2f}, {c[1]:+.2f}]"
 
-    for m in METRICS:
+    for m in FIT_METRICS:
         d = fits[m]
         star = " <- headline" if m == summary["metric"] else ""
         lines.append(f"{m:<7}{f(d['N']['value']):>8}  {ci(d['N']['ci']):<16}{f(d['K']['value']):>8}  "
@@ -215,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     validate(args)
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS)
-    n_seeds = args.seeds or (3 if args.quick else 4)
+    n_seeds = args.seeds or (4 if args.quick else 8)
     cells = make_cells(args, rounds)
     # Build every graph first: a topology that cannot be built for some N fails here, before any output.
     rho = {}
@@ -231,7 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = Path(args.out) if args.out else Path("results") / "speedup"
     fig_dir = (Path(args.out) / "figures") if args.out else Path("figures")
 
-    transient = {n: predicted_transient(args, rho[n], n, args.seed) for n in sorted(rho)}
+    first_cell = {c["N"]: c for c in reversed(cells)}
+    transient = {n: predicted_transient(args, first_cell[n], rho[n]) for n in sorted(rho)}
     executor = "dask" if args.scheduler else ("serial" if args.jobs == 1 else "processes")
     sweep = run_sweep(simulate_cell, cells, list(range(n_seeds)), base_seed=args.seed, out=out_dir,
                       executor=executor, jobs=args.jobs, scheduler=args.scheduler,
@@ -248,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for n in transient:
         k0 = transient[n].get("K0")
         transient[n]["grid_past_transient"] = None if k0 is None else bool(min(rounds) >= k0)
+        transient[n]["measured_transient_K"] = [e["K"] for e in analysis["excluded"] if e["N"] == n]
         transient[n]["rho"] = rho[n]
         transient[n]["spectral_gap"] = 1.0 - rho[n]
 
@@ -337,16 +346,21 @@ def report(summary: dict) -> str:
         render_table(summary),
         "",
     ]
-    lines.append("transient (consensus term vs leading term, THEORY section 5):")
+    lines.append("transient (consensus term vs leading term, THEORY section 5; predicted K0 uses the template's "
+                 "worst-case constants):")
     for n, t in summary["transient"].items():
         k0 = t.get("K0")
         past = t.get("grid_past_transient")
         state = "unknown" if past is None else ("grid past it" if past else "grid NOT past it")
         k0s = "n/a" if k0 is None else f"{k0:.3g}"
-        lines.append(f"  N = {n:>4}: spectral gap {t['spectral_gap']:.3f}, predicted K0 = {k0s} -> {state}")
+        meas = t.get("measured_transient_K") or []
+        mstate = f"measured: K = {meas} still transient" if meas else "measured: every K on the power law"
+        lines.append(f"  N = {n:>4}: spectral gap {t['spectral_gap']:.3f}, predicted K0 = {k0s} -> {state}; {mstate}")
     if summary["excluded_cells"]:
-        lines.append(f"excluded from the fit as transient: "
-                     + ", ".join(f"(N={e['N']}, K={e['K']})" for e in summary["excluded_cells"]))
+        lines.append("excluded from the fit as transient:")
+        lines += [f"  (N={e['N']}, K={e['K']}): {e['why']}" for e in summary["excluded_cells"]]
+    else:
+        lines.append("excluded from the fit: none (every cell is past the measured transient)")
     if summary["fit_note"]:
         lines.append("note: " + summary["fit_note"])
     if summary["diverged"]:
