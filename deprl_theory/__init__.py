@@ -1,4 +1,47 @@
-"""deprl-theory: put DePRL's linear-speedup theorem to the test."""
+"""deprl-theory: put DePRL's linear-speedup theorem to the test.
+
+Layers (one module each):
+
+* :mod:`~deprl_theory.graphs`      topologies, mixing matrices, spectral gap, A4 checks
+* :mod:`~deprl_theory.problems`    synthetic linear / non-linear problems with ground truth
+* :mod:`~deprl_theory.engine`      vectorized DePRL, D-PSGD, local-only, centralized
+* :mod:`~deprl_theory.rates`       rate exponents, bootstrap CIs, verdicts
+* :mod:`~deprl_theory.bound`       the convergence bound as editable sympy terms
+* :mod:`~deprl_theory.constants`   constants of the bound estimated on a problem
+* :mod:`~deprl_theory.sweep`       cached, resumable sweeps (serial, processes, Dask)
+* :mod:`~deprl_theory.plotting`    publication figures
+"""
 from ._rng import SeedLike, as_generator, derive_seed
+from .engine import ALGORITHMS, RunResult, StepSizes, run, step_sizes, theory_step_sizes
+from .graphs import (
+    TOPOLOGIES,
+    WEIGHT_RULES,
+    MixingMatrixError,
+    MixingReport,
+    adjacency,
+    check_mixing,
+    graph_adjacency,
+    lazy,
+    max_degree_weights,
+    metropolis_weights,
+    mixing_matrix,
+    mixing_rate,
+    spectral_gap,
+    uniform_weights,
+)
+from .problems import Problem, linear_problem, make_problem, nonlinear_problem, population_metrics
+from .rates import RateFit, fit_rate, fit_slope, speedup_verdict
+from .sweep import SweepResult, cell_seed, run_sweep
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "SeedLike", "as_generator", "derive_seed",
+    "ALGORITHMS", "RunResult", "StepSizes", "run", "step_sizes", "theory_step_sizes",
+    "TOPOLOGIES", "WEIGHT_RULES", "MixingMatrixError", "MixingReport", "adjacency", "check_mixing",
+    "graph_adjacency", "lazy", "max_degree_weights", "metropolis_weights", "mixing_matrix", "mixing_rate",
+    "spectral_gap", "uniform_weights",
+    "Problem", "linear_problem", "make_problem", "nonlinear_problem", "population_metrics",
+    "RateFit", "fit_rate", "fit_slope", "speedup_verdict",
+    "SweepResult", "cell_seed", "run_sweep",
+]
