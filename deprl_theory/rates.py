@@ -64,7 +64,7 @@ def _design(N: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 
 def speedup_verdict(
-    s_ci: tuple[float, float], e_K_ci: tuple[float, float], *, max_width: float = 1.0
+    s_ci: tuple[float, float], e_K_ci: tuple[float, float], *, max_width: float = 1.0, flat: float = -0.1
 ) -> tuple[str, str]:
     """Verdict from the CI of the speedup exponent (THEORY section 6).
 
@@ -72,8 +72,12 @@ def speedup_verdict(
     ``sublinear``    it lies strictly between 0 and 1;
     ``none``         it contains 0 or lies below;
     ``inconclusive`` it is too wide (wider than ``max_width``, or contains both
-                     0 and 1), non-finite, or the metric does not decrease with K
-                     (then s is meaningless).
+                     0 and 1) or non-finite.
+
+    A metric that does not decrease with K (the CI of e_K reaches 0 and lies
+    above ``flat``) gets ``none``: it does not converge over the grid, whatever
+    N, so s is meaningless and more workers buy no rounds. A CI of e_K that
+    reaches 0 but also reaches below ``flat`` is ``inconclusive``.
 
     Returns the verdict and a one-line reason.
     """
@@ -81,10 +85,16 @@ def speedup_verdict(
     k_lo, k_hi = e_K_ci
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return "inconclusive", "the bootstrap interval of s is not finite"
-    if not k_hi < 0:
+    if not k_hi < 0 and k_lo < flat:
         return "inconclusive", (
-            f"the metric does not decrease with K (CI of e_K [{k_lo:.2f}, {k_hi:.2f}] reaches 0), "
-            "so s = e_N/e_K is meaningless"
+            f"cannot tell whether the metric decreases with K (CI of e_K [{k_lo:.2f}, {k_hi:.2f}])"
+        )
+    if not k_hi < 0:
+        # No convergence in K: an accuracy below the plateau is reached by no N, so more
+        # workers do not cut the rounds needed (s = e_N / e_K is meaningless here).
+        return "none", (
+            f"the metric does not decrease with K (CI of e_K [{k_lo:.2f}, {k_hi:.2f}] reaches 0): "
+            "no convergence over the grid, so no number of workers cuts the rounds to a small eps"
         )
     if lo <= 0 <= 1 <= hi:
         return "inconclusive", f"CI of s [{lo:.2f}, {hi:.2f}] contains both 0 and 1"

@@ -70,6 +70,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results/bound"), help="results directory (default results/bound)")
     p.add_argument("--figures", type=Path, default=Path("figures"), help="figure directory (default figures/)")
     p.add_argument("-j", "--jobs", type=int, help="worker processes (default: all cores)")
+    p.add_argument("--scheduler", help="dask scheduler address tcp://HOST:PORT (uses the dask executor)")
     p.add_argument("--no-cache", action="store_true", help="recompute every run")
     p.add_argument("--symbolic-only", action="store_true", help="print the analysis, run nothing")
     p.add_argument("--quick", action="store_true", help="small grid (N = 4 8, K = 200 800, 2 seeds)")
@@ -225,9 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = list(range(n_seeds))
     cells = [cell_params(problem=args.problem, N=n, K=k, topology=args.topology, tau=args.tau, c=args.c)
              for n in ns for k in rounds]
-    executor = "serial" if args.jobs == 1 else "processes"
+    executor = "dask" if args.scheduler else ("serial" if args.jobs == 1 else "processes")
     sweep = run_sweep(simulate_cell, cells, seeds, base_seed=args.seed, out=args.out, executor=executor,
-                      jobs=args.jobs, use_cache=not args.no_cache, progress=not args.json,
+                      jobs=args.jobs, scheduler=args.scheduler, use_cache=not args.no_cache, progress=not args.json,
                       task_version=TASK_VERSION, cost=cell_cost)
     if sweep.failures:
         raise RuntimeError(f"{len(sweep.failures)} run(s) failed, first: {sweep.failures[0]}")

@@ -199,20 +199,22 @@ def analyse(records, args, transient: dict) -> dict:
 def render_table(summary: dict) -> str:
     fits = summary["metrics"]
     lines = []
-    lines.append(f"{'metric':<7}{'e_N':>8}  {'95% CI':<16}{'e_K':>8}  {'95% CI':<16}{'s=e_N/e_K':>10}  "
-                 f"{'95% CI':<16}verdict")
+    lines.append(f"{'metric':<7}{'e_N':>8}  {'95% CI':<18}{'e_K':>8}  {'95% CI':<18}{'s=e_N/e_K':>10}  "
+                 f"{'95% CI':<18}verdict")
 
     def f(x):
-        return "   nan" if x is None else f"{x:+.2f}"
+        if x is None:
+            return "   nan"
+        return f"{x:+.2f}" if abs(x) < 100 else f"{x:+.0e}"
 
     def ci(c):
-        return "[  nan,   nan]" if c[0] is None else f"[{c[0]:+.2f}, {c[1]:+.2f}]"
+        return "[  nan,   nan]" if c[0] is None else f"[{f(c[0])}, {f(c[1])}]"
 
     for m in FIT_METRICS:
         d = fits[m]
         star = " <- headline" if m == summary["metric"] else ""
-        lines.append(f"{m:<7}{f(d['N']['value']):>8}  {ci(d['N']['ci']):<16}{f(d['K']['value']):>8}  "
-                     f"{ci(d['K']['ci']):<16}{f(d['speedup']['value']):>10}  {ci(d['speedup']['ci']):<16}"
+        lines.append(f"{m:<7}{f(d['N']['value']):>8}  {ci(d['N']['ci']):<18}{f(d['K']['value']):>8}  "
+                     f"{ci(d['K']['ci']):<18}{f(d['speedup']['value']):>10}  {ci(d['speedup']['ci']):<18}"
                      f"{d['verdict']}{star}")
     return "\n".join(lines)
 
