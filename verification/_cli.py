@@ -57,6 +57,12 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str) -> None:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         sys.stderr.write(f"{prog}: error: {msg}\n")
         sys.exit(2)
+    except BrokenPipeError:
+        # stdout closed early (e.g. piped into `head`): not an error of ours, and no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted; finished runs are kept in the results cache\n")
         sys.exit(130)
