@@ -37,7 +37,7 @@ from deprl_theory.sweep import run_sweep
 from verification._cli import ArgumentParser, UsageError, dump_json, run_main
 
 PROG = "python -m verification.spectral"
-QUICK = {"gaps": (0.5, 0.15, 0.04), "rounds": (200, 800), "seeds": 2, "topologies": ("ring", "exponential", "complete")}
+QUICK = {"gaps": (0.5, 0.15, 0.04), "rounds": (200, 800), "seeds": 3, "topologies": ("ring", "exponential", "complete")}
 
 
 def build_parser() -> ArgumentParser:
