@@ -20,6 +20,7 @@ personalized risk is ``noise**2 / 2``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -33,6 +34,10 @@ __all__ = [
     "linear_problem",
     "nonlinear_problem",
     "seed_generators",
+    "labels",
+    "minibatch_features",
+    "head_gradient",
+    "representation_gradient",
     "stochastic_gradients",
     "population_metrics",
     "population_loss_and_grads",
@@ -68,6 +73,11 @@ ACTIVATIONS = {
     "sigmoid": (_sigmoid, _sigmoid_prime),
     "relu": (_relu, _relu_prime),
 }
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,28 +132,31 @@ class Problem:
     def rank(self) -> int:
         return self.B_star.shape[2]
 
-    @property
+    # The derived arrays below are cached (the engine reads them every round) and
+    # read-only. A Problem is immutable by contract (dataclasses.replace makes a
+    # changed copy, with a fresh cache); editing its arrays in place is not supported.
+    @cached_property
     def covariance(self) -> np.ndarray:
         d = self.dim
         if self.cov_chol is None:
-            return np.eye(d)
-        return self.cov_chol @ self.cov_chol.T
+            return _read_only(np.eye(d))
+        return _read_only(self.cov_chol @ self.cov_chol.T)
 
     @property
     def noise_floor(self) -> float:
         """Population risk of the true model: noise**2 / 2."""
         return 0.5 * self.noise**2
 
-    @property
+    @cached_property
     def targets(self) -> np.ndarray:
         """Linear problem: B* w_i*, shape (S, N, d)."""
-        return np.einsum("sdr,snr->snd", self.B_star, self.heads_star)
+        return _read_only(np.einsum("sdr,snr->snd", self.B_star, self.heads_star))
 
-    @property
+    @cached_property
     def eval_targets(self) -> np.ndarray:
         """Nonlinear problem: noise-free labels on the evaluation sample, (S, N, n_eval)."""
         act, _ = ACTIVATIONS[self.activation]
-        return np.einsum("snmr,snr->snm", act(self.X_eval @ self.B_star[:, None]), self.heads_star)
+        return _read_only(np.einsum("snmr,snr->snm", act(self.X_eval @ self.B_star[:, None]), self.heads_star))
 
     def subset(self, seeds: Sequence[int]) -> "Problem":
         """The same instances restricted to the given seed positions."""
@@ -162,24 +175,35 @@ class Problem:
         )
 
 
-def seed_generators(seed: SeedLike | Sequence[SeedLike], n_seeds: int | None, tag: str) -> list[np.random.Generator]:
+def seed_generators(
+    seed: SeedLike | Sequence[SeedLike], n_seeds: int | None, tag: str, *, bit_generator: type | None = None
+) -> list[np.random.Generator]:
     """One independent Generator per seed of the batch.
 
     ``seed`` may be a sequence (one entry per batch seed, used as given) or a
     single seed from which seed j's stream is derived as ``(seed, tag, j)``:
     adding seeds to a batch never changes the numbers of the others.
+    ``bit_generator`` (a :class:`numpy.random.BitGenerator` class, PCG64 by
+    default as in :func:`numpy.random.default_rng`) drives the streams built
+    here from ints, SeedSequences or None; a Generator given by the caller is
+    used as it is (or spawned).
     """
+    if bit_generator is None:
+        make = as_generator
+    else:
+        def make(s: SeedLike) -> np.random.Generator:
+            return s if isinstance(s, np.random.Generator) else np.random.Generator(bit_generator(s))
     if isinstance(seed, (list, tuple)):
         if n_seeds is not None and len(seed) != n_seeds:
             raise ValueError(f"got {len(seed)} seeds for a batch of {n_seeds}")
-        return [as_generator(s) for s in seed]
+        return [make(s) for s in seed]
     if n_seeds is None:
         n_seeds = 1
     if n_seeds < 1:
         raise ValueError(f"n_seeds must be at least 1, got {n_seeds}")
     if isinstance(seed, np.random.Generator):
         return list(seed.spawn(n_seeds))
-    return [np.random.default_rng(derive_seed(seed, tag, j)) for j in range(n_seeds)]
+    return [make(derive_seed(seed, tag, j)) for j in range(n_seeds)]
 
 
 def _random_orthonormal(rng: np.random.Generator, d: int, r: int) -> np.ndarray:
@@ -337,14 +361,83 @@ def nonlinear_problem(n_workers: int = 8, **kwargs) -> Problem:
 # --------------------------------------------------------------------------
 # Stochastic gradients: one minibatch per worker and seed, all at once.
 # --------------------------------------------------------------------------
+# Shapes: inputs X are (S, [T,] N, b, d): seeds first, then optionally T
+# minibatches per worker (the steps of one round), then workers. Products are
+# written as batched matmuls rather than einsum: numpy hands them to BLAS.
+def _per_worker(a: np.ndarray, extra: int) -> np.ndarray:
+    """View ``a`` (S, N, ...) as (S, 1 x extra, N, ...) to broadcast against inputs with step axes."""
+    return a.reshape(a.shape[:1] + (1,) * extra + a.shape[1:])
+
+
 def labels(problem: Problem, X: np.ndarray, eps: np.ndarray) -> np.ndarray:
-    """Labels y for inputs X (S, N, b, d) and standard-normal noise draws eps (S, N, b)."""
+    """Labels y for inputs X (S, [T,] N, b, d) and standard-normal noise draws eps (S, [T,] N, b)."""
+    extra = X.ndim - 4
     if problem.kind == "linear":
-        clean = np.einsum("snbd,snd->snb", X, problem.targets)
+        clean = (X @ _per_worker(problem.targets[..., None], extra))[..., 0]
     else:
         act, _ = ACTIVATIONS[problem.activation]
-        clean = np.einsum("snbr,snr->snb", act(X @ problem.B_star[:, None]), problem.heads_star)
+        feats = act(X @ _per_worker(problem.B_star[:, None], extra))
+        clean = (feats @ _per_worker(problem.heads_star[..., None], extra))[..., 0]
     return clean + problem.noise * eps
+
+
+def minibatch_features(
+    problem: Problem, B: np.ndarray, X: np.ndarray, eps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, pre-activations and labels of T minibatches that all see the representation ``B``.
+
+    Within a round the representation is frozen during the head steps and the
+    representation step is taken at the same ``B``, so every minibatch of the
+    round can be featurized at once. One product ``X @ [B | B* w*]`` (linear)
+    or ``X @ [B | B*]`` (nonlinear) gives the model's pre-activations and the
+    clean labels in a single pass over the inputs.
+
+    Parameters
+    ----------
+    B : (S, N, d, r) representations;  X : (S, T, N, b, d) inputs;  eps : (S, T, N, b) label noise
+
+    Returns
+    -------
+    feats : (S, T, N, b, r);  pre : (S, T, N, b, r) pre-activations (the same array as
+    ``feats`` for the linear problem);  y : (S, T, N, b) labels
+    """
+    r = B.shape[-1]
+    if problem.kind == "linear":
+        Z = X @ np.concatenate((B, problem.targets[..., None]), axis=-1)[:, None]
+        pre = feats = Z[..., :r]
+        clean = Z[..., r]
+    else:
+        act, _ = ACTIVATIONS[problem.activation]
+        both = np.concatenate((B, np.broadcast_to(problem.B_star[:, None], B.shape)), axis=-1)
+        Z = X @ both[:, None]
+        pre = Z[..., :r]
+        feats = act(pre)
+        clean = (act(Z[..., r:]) @ problem.heads_star[:, None, :, :, None])[..., 0]
+    return feats, pre, clean + problem.noise * eps
+
+
+def head_gradient(feats: np.ndarray, theta: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Minibatch gradient in the heads, (S, N, r), from features (S, N, b, r) and labels (S, N, b)."""
+    resid = feats @ theta[..., None]
+    resid -= y[..., None]
+    return (np.swapaxes(feats, -1, -2) @ resid)[..., 0] / feats.shape[-2]
+
+
+def representation_gradient(
+    problem: Problem, theta: np.ndarray, X: np.ndarray, feats: np.ndarray, pre: np.ndarray, y: np.ndarray
+) -> np.ndarray:
+    """Minibatch gradient in the representation, (S, N, d, r).
+
+    ``X`` (S, N, b, d) inputs, ``feats`` and ``pre`` (S, N, b, r) their features
+    and pre-activations under the current representation, ``y`` (S, N, b) labels.
+    """
+    b = X.shape[-2]
+    resid = (feats @ theta[..., None])[..., 0] - y  # (S, N, b)
+    Xt = np.swapaxes(X, -1, -2)
+    if problem.kind == "linear":  # rank one per worker: (X^T resid) theta^T
+        return (Xt @ resid[..., None]) * (theta[:, :, None, :] / b)
+    _, dact = ACTIVATIONS[problem.activation]
+    return Xt @ (resid[..., None] * theta[:, :, None, :] * dact(pre)) / b
 
 
 def stochastic_gradients(
@@ -362,22 +455,10 @@ def stochastic_gradients(
     -------
     g_theta : (S, N, r) or None;  g_B : (S, N, d, r) or None
     """
-    b = X.shape[-2]
-    U = X @ B  # (S, N, b, r)
-    if problem.kind == "linear":
-        feats = U
-    else:
-        act, dact = ACTIVATIONS[problem.activation]
-        feats = act(U)
-    resid = np.einsum("snbr,snr->snb", feats, theta) - y
-    g_theta = np.einsum("snbr,snb->snr", feats, resid) / b if need_theta else None
-    g_B = None
-    if need_B:
-        if problem.kind == "linear":
-            g_B = np.einsum("snbd,snb->snd", X, resid)[..., None] * theta[:, :, None, :] / b
-        else:
-            inner = resid[..., None] * theta[:, :, None, :] * dact(U)  # (S, N, b, r)
-            g_B = np.swapaxes(X, -1, -2) @ inner / b
+    pre = X @ B  # (S, N, b, r)
+    feats = pre if problem.kind == "linear" else ACTIVATIONS[problem.activation][0](pre)
+    g_theta = head_gradient(feats, theta, y) if need_theta else None
+    g_B = representation_gradient(problem, theta, X, feats, pre, y) if need_B else None
     return g_theta, g_B
 
 
@@ -447,12 +528,20 @@ def population_metrics(
     span(phibar) to span(B*)) and ``excess_risk`` (mean over workers of the
     personalized population risk of (theta_i, Phi_i) above the noise floor).
     """
-    N = theta.shape[1]
+    S, N = theta.shape[:2]
     Bbar = B.mean(axis=1)  # (S, d, r)
-    dev = B - Bbar[:, None]
-    C = np.einsum("sndr,sndr->s", dev, dev) / N
-    _, g_theta, g_B = population_loss_and_grads(problem, theta, Bbar)
-    grad_rep = g_B.mean(axis=1)
+    dev = (B - Bbar[:, None]).reshape(S, -1)
+    C = np.einsum("si,si->s", dev, dev) / N
+    if problem.kind == "linear":
+        # population_loss_and_grads at phibar, without forming N gradients of size d x r:
+        # grad_theta F_i = phibar^T Sigma v_i and mean_i grad_Phi F_i = (1/N) sum_i Sigma v_i theta_i^T
+        v = theta @ np.swapaxes(Bbar, -1, -2) - problem.targets  # (S, N, d)
+        sv = v if problem.cov_chol is None else v @ problem.covariance
+        g_theta = sv @ Bbar  # (S, N, r)
+        grad_rep = np.swapaxes(sv, -1, -2) @ theta / N  # (S, d, r)
+    else:
+        _, g_theta, g_B = population_loss_and_grads(problem, theta, Bbar)
+        grad_rep = g_B.mean(axis=1)
     R = np.einsum("sdr,sdr->s", grad_rep, grad_rep)
     H = np.einsum("snr,snr->s", g_theta, g_theta) / N
     out = {"R": R, "H": H, "C": C, "G": R + H / N}

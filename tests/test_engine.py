@@ -8,6 +8,7 @@ import pytest
 
 from deprl_theory.engine import ALGORITHMS, DrawStream, run, step_sizes, theory_step_sizes
 from deprl_theory.problems import ACTIVATIONS, make_problem, population_metrics, seed_generators
+from deprl_theory.reference import reference_run
 
 
 def _ring(n: int) -> np.ndarray:
@@ -16,65 +17,6 @@ def _ring(n: int) -> np.ndarray:
         W[i, (i + 1) % n] += 1 / 3
         W[i, (i - 1) % n] += 1 / 3
     return W
-
-
-# ---------------------------------------------------------------------------
-# Reference: one worker at a time, one sample at a time, plain loops.
-# ---------------------------------------------------------------------------
-def _features(problem, B, x):
-    u = B.T @ x
-    if problem.kind == "linear":
-        return u, np.ones_like(u)
-    act, dact = ACTIVATIONS[problem.activation]
-    return act(u), dact(u)
-
-
-def _label(problem, s, i, x, e):
-    if problem.kind == "linear":
-        clean = x @ problem.B_star[s] @ problem.heads_star[s, i]
-    else:
-        act, _ = ACTIVATIONS[problem.activation]
-        clean = problem.heads_star[s, i] @ act(problem.B_star[s].T @ x)
-    return clean + problem.noise * e
-
-
-def _grad_theta(problem, s, i, theta, B, X, eps):
-    g = np.zeros_like(theta)
-    for j in range(X.shape[0]):
-        h, _ = _features(problem, B, X[j])
-        g += (theta @ h - _label(problem, s, i, X[j], eps[j])) * h
-    return g / X.shape[0]
-
-
-def _grad_B(problem, s, i, theta, B, X, eps):
-    g = np.zeros_like(B)
-    for j in range(X.shape[0]):
-        h, dh = _features(problem, B, X[j])
-        g += (theta @ h - _label(problem, s, i, X[j], eps[j])) * np.outer(X[j], theta * dh)
-    return g / X.shape[0]
-
-
-def reference_run(problem, W, algorithm, rounds, tau, alpha, beta, seeds):
-    S, N, d, r = problem.n_seeds, problem.n_workers, problem.dim, problem.rank
-    stream = DrawStream(seed_generators(seeds, S, "run"), tau + 1, N, problem.batch, d)
-    thetas = [[np.zeros(r) for _ in range(N)] for _ in range(S)]
-    Bs = [[problem.B0[s].copy() for _ in range(N)] for s in range(S)]
-    for _ in range(rounds):
-        X, eps = (a.copy() for a in stream.next())
-        for s in range(S):
-            for i in range(N):
-                for t in range(tau):
-                    thetas[s][i] = thetas[s][i] - alpha * _grad_theta(
-                        problem, s, i, thetas[s][i], Bs[s][i], X[s, t, i], eps[s, t, i]
-                    )
-                Bs[s][i] = Bs[s][i] - beta * _grad_B(problem, s, i, thetas[s][i], Bs[s][i], X[s, tau, i], eps[s, tau, i])
-            if algorithm == "local":
-                continue
-            M = np.full((N, N), 1.0 / N) if algorithm == "centralized" else W
-            Bs[s] = [sum(M[i, j] * Bs[s][j] for j in range(N)) for i in range(N)]
-            if algorithm == "dpsgd":
-                thetas[s] = [sum(M[i, j] * thetas[s][j] for j in range(N)) for i in range(N)]
-    return np.array(thetas), np.array(Bs)
 
 
 @pytest.mark.parametrize("kind", ["linear", "nonlinear"])
