@@ -128,3 +128,16 @@ def test_three_executors_give_identical_numbers(tmp_path):
             tables.append(sorted((r["N"], r["K"], r["seed"], r["metric"], r["value"]) for r in csv.DictReader(fh)))
     assert tables[0] == tables[1] == tables[2]
     assert outs[0]["exponents"] == outs[1]["exponents"] == outs[2]["exponents"]
+
+
+def test_diverging_runs_are_recorded_and_the_sweep_goes_on(tmp_path):
+    proc = speedup("--n", "4", "8", "16", "--rounds", "100", "200", "--seeds", "2", "--boot", "100",
+                   "--c", "20", "--beta-max", "100", "--head-step", "1.5", "--alpha-max", "10",
+                   "--no-progress", "--no-figures", "--json", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert len(summary["diverged"]) == 3 * 2 * 2
+    first = summary["diverged"][0]
+    assert first["alpha"] == 1.5 and first["beta"] > 1 and first["round"] >= 1
+    assert summary["verdict"] == "inconclusive"
+    assert "divergence" in summary["reason"]

@@ -188,7 +188,10 @@ def analyse(records, args, transient: dict) -> dict:
                            seed=args.seed)
             d = fit.as_dict()
         except ValueError as exc:
-            d = {"verdict": "inconclusive", "reason": f"fit impossible: {exc}",
+            why = f"fit impossible: {exc}"
+            if dropped:
+                why += f"; {len(dropped)} of {len(fit_keys)} cells lost every seed to divergence (see 'diverged')"
+            d = {"verdict": "inconclusive", "reason": why,
                  "N": {"value": None, "ci": [None, None]}, "K": {"value": None, "ci": [None, None]},
                  "speedup": {"value": None, "ci": [None, None]}}
         d["cells_dropped_all_diverged"] = [list(key) for key in dropped]
