@@ -35,7 +35,7 @@ over minibatches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +54,6 @@ __all__ = [
     "heterogeneity",
     "initial_gap",
     "fitted_heads",
-    "cell_problem",
 ]
 
 #: the constants, in the order they are reported
@@ -442,22 +441,3 @@ def estimate_constants_along(problem: Problem, run_result: Any, **kwargs: Any) -
     if theta is None or B is None:
         raise ValueError("run_result has no final iterates (theta, B)")
     return estimate_constants(problem, theta, B, **kwargs)
-
-
-def cell_problem(params: Mapping[str, Any], seeds: Sequence[int], base_seed: int = 0) -> Problem:
-    """The problem instances :func:`~deprl_theory.experiments.simulate_cell` draws for a cell.
-
-    Mirrors its seeding (problem parameters and the seed index only), so the
-    constants describe exactly the instances a sweep ran on.
-    """
-    from ._rng import derive_seed
-    from .experiments import CELL_DEFAULTS, PROBLEM_KEYS
-    from .problems import make_problem
-
-    p = {**CELL_DEFAULTS, **params}
-    key = tuple((k, p[k]) for k in PROBLEM_KEYS)
-    return make_problem(
-        p["problem"], int(p["N"]), dim=p["dim"], rank=p["rank"], noise=p["noise"], batch=p["batch"],
-        heterogeneity=p["heterogeneity"], activation=p["activation"] or "tanh", n_eval=p["n_eval"] or 500,
-        seed=[derive_seed(base_seed, "problem", key, int(j)) for j in seeds],
-    )

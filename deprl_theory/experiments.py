@@ -9,17 +9,16 @@ the comparison across N and K sharper.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-import numpy as np
 
 from ._rng import derive_seed
 from .engine import run, theory_step_sizes
 from .graphs import mixing_matrix, mixing_rate
-from .problems import make_problem
+from .problems import Problem, make_problem
 from .sweep import cell_seed
 
-__all__ = ["CELL_DEFAULTS", "PROBLEM_KEYS", "simulate_cell", "cell_params", "build_mixing", "cell_cost",
+__all__ = ["CELL_DEFAULTS", "PROBLEM_KEYS", "simulate_cell", "cell_problem", "cell_params", "build_mixing", "cell_cost",
            "TASK_VERSION"]
 
 #: bump when simulate_cell's numbers change (part of every cache key)
@@ -90,6 +89,22 @@ def cell_cost(params: Mapping[str, Any]) -> float:
     return float(params["K"]) * float(params["N"]) * (int(params["tau"]) + 1)
 
 
+def cell_problem(params: Mapping[str, Any], seeds: Sequence[int], base_seed: int = 0) -> Problem:
+    """The problem instances of a cell, one per seed index.
+
+    Seed ``j``'s instance depends on the problem parameters (:data:`PROBLEM_KEYS`)
+    and ``j`` only, so every cell of a sweep, and the constants estimated for
+    it, see the same instances.
+    """
+    p = {**CELL_DEFAULTS, **params}
+    key = tuple((k, p[k]) for k in PROBLEM_KEYS)
+    return make_problem(
+        p["problem"], int(p["N"]), dim=p["dim"], rank=p["rank"], noise=p["noise"], batch=p["batch"],
+        heterogeneity=p["heterogeneity"], activation=p["activation"] or "tanh", n_eval=p["n_eval"] or 500,
+        seed=[derive_seed(base_seed, "problem", key, int(j)) for j in seeds],
+    )
+
+
 def simulate_cell(params: Mapping[str, Any], seeds: tuple, base_seed: int) -> dict[int, dict]:
     """Run one cell for the given seed indices (vectorized over seeds).
 
@@ -100,12 +115,7 @@ def simulate_cell(params: Mapping[str, Any], seeds: tuple, base_seed: int) -> di
     """
     p = {**CELL_DEFAULTS, **params}
     N, K = int(p["N"]), int(p["K"])
-    problem_key = tuple((k, p[k]) for k in PROBLEM_KEYS)
-    problem = make_problem(
-        p["problem"], N, dim=p["dim"], rank=p["rank"], noise=p["noise"], batch=p["batch"],
-        heterogeneity=p["heterogeneity"], activation=p["activation"] or "tanh", n_eval=p["n_eval"] or 500,
-        seed=[derive_seed(base_seed, "problem", problem_key, int(j)) for j in seeds],
-    )
+    problem = cell_problem(p, seeds, base_seed)
     W = None if p["algorithm"] in ("local", "centralized") else build_mixing(p, base_seed)
     if W is not None:
         rho = float(mixing_rate(W))

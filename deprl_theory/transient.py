@@ -36,7 +36,8 @@ def predicted_K0(params: Mapping[str, Any], rho: float, *, base_seed: int = 0, n
     -------
     dict with ``K0`` (float), ``expr`` (the symbolic K0), ``how`` and ``constants``.
     """
-    from .constants import cell_problem, estimate_constants
+    from .constants import estimate_constants
+    from .experiments import cell_problem
     from .spectral import predicted_transient
 
     if rho <= 1e-12:  # numerically exact averaging

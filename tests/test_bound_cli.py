@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from deprl_theory.bound import default_bound, evaluate, substitute, theory_step_rule
-from deprl_theory.constants import cell_problem, estimate_constants
-from deprl_theory.experiments import cell_params, simulate_cell
+from deprl_theory.constants import estimate_constants
+from deprl_theory.experiments import cell_params, cell_problem, simulate_cell
 
 ENV = {**os.environ, "MPLBACKEND": "Agg"}
 

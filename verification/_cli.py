@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any, Callable, Sequence
 
-import numpy as np
+from deprl_theory.io import to_jsonable
 
 __all__ = ["ArgumentParser", "UsageError", "run_main", "dump_json"]
 
@@ -22,31 +22,9 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def dump_json(obj: Any, **kw: Any) -> str:
     """JSON with numpy scalars and arrays converted; NaN becomes null."""
-    return json.dumps(_nan_to_none(obj), default=_default, **kw)
-
-
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, np.floating) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _nan_to_none(obj.tolist())
-    return obj
+    return json.dumps(to_jsonable(obj), **kw)
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], prog: str) -> None:

@@ -44,8 +44,8 @@ from deprl_theory.bound import (
     to_latex,
     transient_K0,
 )
-from deprl_theory.constants import cell_problem, estimate_constants
-from deprl_theory.experiments import TASK_VERSION, cell_cost, cell_params, simulate_cell
+from deprl_theory.constants import estimate_constants
+from deprl_theory.experiments import TASK_VERSION, cell_cost, cell_params, cell_problem, simulate_cell
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
 from deprl_theory.sweep import run_sweep
 from verification._cli import ArgumentParser, UsageError, dump_json, run_main
@@ -148,7 +148,7 @@ def _condition_holds(cond, values: dict, K: float) -> bool:
 def _format(s: dict, latex: str | None) -> str:
     a = s["analysis"]
     lines = [f"bound on {a['quantity']}",
-             f"step sizes: " + ", ".join(f"{k} = {v}" for k, v in a["rule"].items()),
+             "step sizes: " + ", ".join(f"{k} = {v}" for k, v in a["rule"].items()),
              "  term      exponent N   exponent K   after substitution"]
     for n, t in a["terms"].items():
         lines.append(f"  {n:<8}  {t['exponents']['N']:<11}  {t['exponents']['K']:<11}  {t['substituted']}")
@@ -177,7 +177,7 @@ def _format(s: dict, latex: str | None) -> str:
     if not all(p["conditions_hold"] for p in s["points"]):
         lines.append("  note: the bound's step-size conditions fail at some points with these constants;"
                      " there the template promises nothing")
-    lines.append(f"  constants (max over seeds, per N): " + "; ".join(
+    lines.append("  constants (max over seeds, per N): " + "; ".join(
         f"N={n}: " + ", ".join(f"{k}={v:.3g}" for k, v in c.items()) for n, c in s["constants"].items()))
     lines.append(f"  figures: {', '.join(s['figures'])}")
     lines.append(f"  results: {s['csv']}  time: {s['timings']['wall_seconds']:.1f} s")

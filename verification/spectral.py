@@ -22,8 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deprl_theory.constants import cell_problem, estimate_constants
-from deprl_theory.experiments import TASK_VERSION, cell_cost, simulate_cell
+from deprl_theory.constants import estimate_constants
+from deprl_theory.experiments import TASK_VERSION, cell_cost, cell_problem, simulate_cell
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
 from deprl_theory.spectral import (
     DEFAULT_GAPS,
