@@ -3,12 +3,8 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from deprl_theory.engine import run
-from deprl_theory.problems import make_problem
-from deprl_theory.reference import reference_run
 
 
 def _bench(*args):
@@ -51,16 +47,3 @@ def test_bench_bad_arguments_exit_2_in_one_line(bad):
     out = _bench(*bad, "--skip-scale")
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "error" in out.stderr
-
-
-def test_reference_module_matches_engine_with_coloured_inputs():
-    """The importable reference replays the engine's draws, input covariance included."""
-    rng = np.random.default_rng(3)
-    A = rng.standard_normal((5, 5))
-    cov = A @ A.T / 5 + 0.5 * np.eye(5)
-    p = make_problem("linear", 4, dim=5, rank=2, batch=3, covariance=cov, n_seeds=2, seed=4)
-    W = np.full((4, 4), 0.25)
-    res = run(p, W, rounds=4, tau=2, alpha=0.05, beta=0.05, seed=[9, 10])
-    theta, B = reference_run(p, W, "deprl", 4, 2, 0.05, 0.05, [9, 10])
-    np.testing.assert_allclose(res.theta, theta, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(res.B, B, rtol=0, atol=1e-10)

@@ -6,8 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from deprl_theory.engine import ALGORITHMS, DrawStream, run, step_sizes, theory_step_sizes
-from deprl_theory.problems import ACTIVATIONS, make_problem, population_metrics, seed_generators
+from deprl_theory.engine import ALGORITHMS, run, step_sizes, theory_step_sizes
+from deprl_theory.problems import ACTIVATIONS, make_problem, population_metrics
 from deprl_theory.reference import reference_run
 
 
@@ -33,19 +33,20 @@ def test_engine_matches_reference_loop(kind, algorithm):
 
 
 def test_covariance_inputs_match_reference():
+    """Coloured inputs: the engine and the plain loop see the same coloured draws."""
     N = 4
     rng = np.random.default_rng(3)
     A = rng.standard_normal((5, 5))
     cov = A @ A.T / 5 + 0.5 * np.eye(5)
-    problem = make_problem("linear", N, dim=5, rank=2, batch=3, covariance=cov, n_seeds=1, seed=4)
-    res = run(problem, _ring(N), rounds=4, tau=2, alpha=0.05, beta=0.05, seed=[9])
-    # the reference draws standard normals; colour them the same way before comparing
-    stream = DrawStream(seed_generators([9], 1, "run"), 3, N, 3, 5, problem.cov_chol)
-    X, _ = stream.next()
-    assert np.allclose(np.cov(X.reshape(-1, 5).T), cov, atol=3.0)  # coloured, loosely
-    theta_white = run(dataclasses.replace(problem, cov_chol=None), _ring(N), rounds=4, tau=2, alpha=0.05,
-                      beta=0.05, seed=[9]).theta
-    assert not np.allclose(res.theta, theta_white)
+    problem = make_problem("linear", N, dim=5, rank=2, batch=3, covariance=cov, n_seeds=2, seed=4)
+    res = run(problem, _ring(N), rounds=4, tau=2, alpha=0.05, beta=0.05, seed=[9, 10])
+    theta_ref, B_ref = reference_run(problem, _ring(N), "deprl", 4, 2, 0.05, 0.05, [9, 10])
+    np.testing.assert_allclose(res.theta, theta_ref, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(res.B, B_ref, rtol=0, atol=1e-10)
+    # and the covariance matters: white inputs give other iterates
+    white = run(dataclasses.replace(problem, cov_chol=None), _ring(N), rounds=4, tau=2, alpha=0.05, beta=0.05,
+                seed=[9, 10])
+    assert not np.allclose(res.theta, white.theta)
 
 
 # ---------------------------------------------------------------------------

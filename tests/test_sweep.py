@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -18,7 +17,6 @@ import pytest
 
 from deprl_theory.io import (
     provenance,
-    to_jsonable,
     write_csv_atomic,
     write_json_atomic,
     write_text_atomic,

@@ -12,7 +12,6 @@ property fails), 2 for bad input (one line on stderr).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 

@@ -8,7 +8,6 @@ to figures/ (PNG and PDF); ``--json`` prints a machine-readable summary.
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
