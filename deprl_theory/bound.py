@@ -45,12 +45,8 @@ from typing import Iterable, Mapping, Union
 import numpy as np
 import sympy
 from sympy.core.relational import Relational
-from sympy.parsing.sympy_parser import (
-    convert_xor,
-    parse_expr,
-    rationalize,
-    standard_transformations,
-)
+
+from .expressions import ExpressionError, parse_formula
 
 __all__ = [
     "SYMBOLS",
@@ -107,16 +103,6 @@ DEFAULT_QUANTITY = (
 USER_QUANTITY = "user-supplied bounded quantity"
 _DEFAULT_QUANTITY_LATEX = r"\frac{1}{K}\sum_{k<K}\left(a H_k + R_k\right)"
 
-# Names a user string may use as functions/constants rather than as symbols.
-_MATH_NAMES = {
-    "sqrt": sympy.sqrt, "log": sympy.log, "ln": sympy.log, "exp": sympy.exp,
-    "pi": sympy.pi, "E": sympy.E, "Max": sympy.Max, "Min": sympy.Min,
-    "Abs": sympy.Abs, "Rational": sympy.Rational, "oo": sympy.oo,
-    "Integer": sympy.Integer, "Float": sympy.Float,
-}
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_TRANSFORMATIONS = standard_transformations + (convert_xor, rationalize)
-
 _N = SYMBOLS["N"]
 _K = SYMBOLS["K"]
 
@@ -133,8 +119,8 @@ def _symbol(name: str) -> sympy.Symbol:
     return SYMBOLS.get(name) or sympy.Symbol(name, positive=True)
 
 
-def parse(text: ExprLike) -> sympy.Basic:
-    """Parse an expression or a relation with the bound's symbol table.
+def parse(text: ExprLike, *, relation: bool = True) -> sympy.Basic:
+    """Parse an expression or a relation with the bound's symbol table, evaluating no code.
 
     Parameters
     ----------
@@ -142,14 +128,25 @@ def parse(text: ExprLike) -> sympy.Basic:
         E.g. ``"2*Delta/(beta*K)"`` or ``"beta <= (1-rho)/(sqrt(6)*rho*L_phi)"``.
         ``^`` means power; decimals are turned into exact rationals so that
         exponents such as ``K**0.5`` stay exact.  Any name that is not a known
-        symbol or a math function (sqrt, log, exp, pi, E, Max, Min, Abs)
-        becomes a new positive symbol.
+        symbol, a math function (sqrt, log, ln, exp, Abs, Max, Min) or a
+        constant (pi, E) becomes a new positive symbol.  Strings go through
+        :func:`deprl_theory.expressions.parse_formula`, which builds the
+        expression from a whitelisted syntax tree and bounds its size: a
+        bound file is untrusted input.
+    relation : bool
+        Accept one top-level comparison (a condition).
 
     Returns
     -------
     sympy.Basic
         The parsed expression (sympy objects are returned with their symbols
         mapped onto the table, so ``Symbol("N")`` and ``SYMBOLS["N"]`` agree).
+
+    Raises
+    ------
+    ValueError
+        (:class:`~deprl_theory.expressions.ExpressionError`) for anything that
+        is not such a formula, in one line.
 
     Examples
     --------
@@ -160,22 +157,19 @@ def parse(text: ExprLike) -> sympy.Basic:
         # Symbols built elsewhere without assumptions would not cancel against
         # ours (Symbol("N") != Symbol("N", positive=True)): map them by name.
         return text.xreplace({s: _symbol(s.name) for s in text.free_symbols})
+    if isinstance(text, (bool, np.bool_)):
+        raise ExpressionError(f"expected a formula or a number, got {text!r}")
     if isinstance(text, (int, float, np.integer, np.floating)):
+        if not np.isfinite(text):
+            raise ExpressionError(f"number {text!r} is not finite")
         return sympy.nsimplify(text, rational=True)
     if not isinstance(text, str):
-        raise TypeError(f"cannot parse {type(text).__name__} {text!r} as an expression")
-    local = dict(_MATH_NAMES)
-    for name in _IDENTIFIER.findall(text):
-        if name not in _MATH_NAMES:
-            local[name] = _symbol(name)
-    try:
-        return parse_expr(text, local_dict=local, transformations=_TRANSFORMATIONS)
-    except (SyntaxError, TypeError, ValueError) as exc:
-        raise ValueError(f"cannot parse {text!r}: {exc}") from exc
+        raise ExpressionError(f"cannot parse {type(text).__name__} {text!r} as an expression")
+    return parse_formula(text, _symbol, relation=relation)
 
 
 def _parse_term(name: str, value: ExprLike) -> sympy.Expr:
-    expr = parse(value)
+    expr = parse(value, relation=False)
     if not isinstance(expr, sympy.Expr) or isinstance(expr, Relational):
         raise ValueError(f"term {name!r} must be an expression, got {value!r}")
     return expr
@@ -241,6 +235,9 @@ class Bound:
             if name == "total":
                 raise ValueError("'total' is reserved for the sum of the terms; rename that term")
             terms[name] = _parse_term(name, value)
+            if not terms[name].free_symbols:
+                raise ValueError(f"term {name!r} is the constant {terms[name]}: a term of a convergence bound "
+                                 "must depend on N, K, the step sizes or the problem's constants")
         conditions = tuple(
             c for c in (_parse_condition(v) for v in self.conditions) if c is not None
         )
@@ -881,7 +878,7 @@ def evaluate_expr(
     """
     values = _merge_values(constants, grid)
     e = parse(expr)
-    return _lambdify_eval({"value": e}, values)["value"]
+    return _lambdify_eval({"value": e}, values, grid)["value"]
 
 
 def _merge_values(constants: Mapping[str, object] | None, grid: Mapping[str, object]) -> dict:
@@ -894,7 +891,8 @@ def _merge_values(constants: Mapping[str, object] | None, grid: Mapping[str, obj
     return {str(k): np.asarray(v, dtype=float) for k, v in constants.items()}
 
 
-def _lambdify_eval(exprs: Mapping[str, sympy.Expr], values: Mapping[str, np.ndarray]) -> dict:
+def _lambdify_eval(exprs: Mapping[str, sympy.Expr], values: Mapping[str, np.ndarray],
+                   grid: Iterable[str] = ()) -> dict:
     needed = sorted({s.name for e in exprs.values() for s in e.free_symbols})
     missing = [n for n in needed if n not in values]
     if missing:
@@ -903,8 +901,8 @@ def _lambdify_eval(exprs: Mapping[str, sympy.Expr], values: Mapping[str, np.ndar
             f"(needed: {needed})"
         )
     args = [values[n] for n in needed]
-    # only the values used set the shape: unrelated extra constants are ignored
-    shape = np.broadcast_shapes(*(a.shape for a in args)) if args else ()
+    # the values used and the grid set the shape: unrelated extra constants are ignored
+    shape = np.broadcast_shapes(*(a.shape for a in args), *(values[g].shape for g in grid))
     out = {}
     for name, e in exprs.items():
         f = sympy.lambdify([sympy.Symbol(n) for n in needed],
@@ -947,7 +945,7 @@ def evaluate(
     array([2., 1.])
     """
     values = _merge_values(constants, grid)
-    out = _lambdify_eval(bound.terms, values)
+    out = _lambdify_eval(bound.terms, values, grid)
     out["total"] = np.sum([out[n] for n in bound.terms], axis=0)
     return out
 

@@ -27,10 +27,10 @@ def dump_json(obj: Any, **kw: Any) -> str:
     return json.dumps(to_jsonable(obj), **kw)
 
 
-def run_main(main: Callable[[Sequence[str] | None], int], prog: str) -> None:
-    """Run ``main``; a :class:`UsageError` or ValueError from input checks exits 2 in one line."""
+def run_main(main: Callable[[Sequence[str] | None], int], prog: str, argv: Sequence[str] | None = None) -> None:
+    """Run ``main(argv)``; a :class:`UsageError` or ValueError from input checks exits 2 in one line."""
     try:
-        code = main(None)
+        code = main(argv)
     except (UsageError, ValueError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         sys.stderr.write(f"{prog}: error: {msg}\n")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import sympy
+
 
 from deprl_theory.bound import (
     Bound,
@@ -45,6 +45,7 @@ from deprl_theory.bound import (
     transient_K0,
 )
 from deprl_theory.constants import estimate_constants
+from deprl_theory.expressions import ExpressionError, time_limit
 from deprl_theory.experiments import TASK_VERSION, cell_cost, cell_params, cell_problem, simulate_cell
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
 from deprl_theory.sweep import run_sweep
@@ -73,6 +74,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--scheduler", help="dask scheduler address tcp://HOST:PORT (uses the dask executor)")
     p.add_argument("--no-cache", action="store_true", help="recompute every run")
     p.add_argument("--symbolic-only", action="store_true", help="print the analysis, run nothing")
+    p.add_argument("--symbolic-timeout", type=float, default=30.0,
+                   help="seconds allowed for the symbolic analysis of a bound (default 30)")
     p.add_argument("--quick", action="store_true", help="small grid (N = 4 8, K = 200 800, 2 seeds)")
     return p
 
@@ -91,13 +94,19 @@ def load_bound(path: Path) -> tuple[Bound, dict]:
     if measured not in MEASURED:
         raise UsageError(f"'measured' must be one of {', '.join(MEASURED)}, got {measured!r}")
     consts = spec.get("constants", {}) or {}
-    if not isinstance(consts, dict) or not all(isinstance(v, (int, float)) for v in consts.values()):
+    if not isinstance(consts, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               for v in consts.values()):
         raise UsageError("'constants' must map names to numbers")
+    for name, value in consts.items():
+        if not np.isfinite(value):
+            raise UsageError(f"constant {name!r} = {value!r} is not a finite number")
+    if not all(isinstance(t, (str, int, float)) and not isinstance(t, bool) for t in spec["terms"].values()):
+        raise UsageError("every term must be a formula written as a string, such as \"A/sqrt(N*K)\"")
     try:
         bound = Bound.from_strings(spec["terms"], spec.get("conditions"),
                                    quantity=spec.get("quantity", "user-supplied bounded quantity"),
                                    consensus_terms=spec.get("consensus_terms"))
-    except (ValueError, TypeError, SyntaxError, sympy.SympifyError) as exc:
+    except (ValueError, TypeError) as exc:
         raise UsageError(f"cannot read the bound in {str(path)!r}: {str(exc).splitlines()[0]}") from None
     return bound, {"measured": measured, "constants": {k: float(v) for k, v in consts.items()}}
 
@@ -206,7 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         bound, extras = load_bound(args.terms)
     else:
         bound, extras = default_bound(), {"measured": "aH+R", "constants": {}}
-    analysis = analyse(bound)
+    try:
+        with time_limit(args.symbolic_timeout, "the symbolic analysis of the bound"):
+            analysis = analyse(bound)
+    except ExpressionError as exc:
+        raise UsageError(str(exc)) from None
     sub, K0_expr = analysis.pop("_sub"), analysis.pop("_K0_expr")
     latex = to_latex(bound) + "\n" + to_latex(sub) if args.latex else None
     summary: dict[str, Any] = {"exponents": analysis["exponents"], "K0": analysis["K0"], "analysis": analysis}
