@@ -30,6 +30,8 @@ from ._rng import SeedLike, as_generator, derive_seed
 __all__ = [
     "Problem",
     "ACTIVATIONS",
+    "HEAD_DESIGNS",
+    "whiten",
     "make_problem",
     "linear_problem",
     "nonlinear_problem",
@@ -206,6 +208,30 @@ def seed_generators(
     return [make(derive_seed(seed, tag, j)) for j in range(n_seeds)]
 
 
+#: designs of the true heads (see :func:`make_problem`)
+HEAD_DESIGNS = ("balanced", "iid")
+
+
+def whiten(z: np.ndarray) -> np.ndarray:
+    """Rows ``z`` (m, r) mapped to ``z (z^T z / m)^(-1/2)``: second moment exactly I_r.
+
+    The symmetric inverse square root moves the draws as little as possible.
+
+    Examples
+    --------
+    >>> z = whiten(np.random.default_rng(0).standard_normal((5, 3)))
+    >>> np.allclose(z.T @ z / 5, np.eye(3))
+    True
+    """
+    m, r = z.shape
+    if m < r:
+        raise ValueError(f"cannot whiten {m} draws in {r} dimensions: need at least {r}")
+    vals, vecs = np.linalg.eigh(z.T @ z / m)
+    if vals[0] <= 1e-12 * max(vals[-1], 1e-300):
+        raise ValueError("the draws to whiten are linearly dependent")
+    return z @ (vecs / np.sqrt(vals)) @ vecs.T
+
+
 def _random_orthonormal(rng: np.random.Generator, d: int, r: int) -> np.ndarray:
     q, upper = np.linalg.qr(rng.standard_normal((d, r)))
     return q * np.sign(np.diag(upper))  # Haar-distributed: fix the QR sign ambiguity
@@ -229,6 +255,7 @@ def make_problem(
     head_mean: float | np.ndarray = 0.0,
     clusters: int | None = None,
     cluster_spread: float = 0.1,
+    heads: str = "iid",
     activation: str = "tanh",
     covariance: np.ndarray | None = None,
     n_eval: int = 500,
@@ -257,6 +284,14 @@ def make_problem(
         If given, the heads form this many clusters: each cluster centre is
         ``head_mean + heterogeneity * z``, each worker its centre plus
         ``cluster_spread * z_i``; worker i belongs to cluster ``i % clusters``.
+    heads : {"balanced", "iid"}
+        How the head draws z are used. ``"iid"``: as drawn. ``"balanced"``:
+        whitened so that (1/N) sum_i z_i z_i^T = I_r exactly (with clusters:
+        the cluster centres' draws, over the clusters), so every instance has
+        the same task diversity (1/N) sum_i (w_i* - head_mean)(w_i* - head_mean)^T
+        = heterogeneity^2 I_r whatever N. Needs N >= r (clusters >= r).
+        With iid heads the smallest eigenvalue of that matrix depends on N
+        (near 0 at N = 4, r = 3), which confounds N with problem difficulty.
     activation : {"tanh", "sigmoid", "relu"}
         Non-linearity (nonlinear problem only).
     covariance : ndarray (d, d), optional
@@ -300,6 +335,14 @@ def make_problem(
         raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
     if clusters is not None:
         clusters = _check_positive_int("clusters", clusters)
+    if heads not in HEAD_DESIGNS:
+        raise ValueError(f"unknown heads design {heads!r}; choose from {', '.join(HEAD_DESIGNS)}")
+    if heads == "balanced":
+        groups = n_workers if clusters is None else clusters
+        if groups < rank:
+            what = f"N = {n_workers} workers" if clusters is None else f"{clusters} clusters"
+            raise ValueError(f"balanced heads need at least r = {rank} draws to whiten, got {what}; "
+                             "use heads='iid' or a smaller rank")
     cov_chol = None
     if covariance is not None:
         covariance = np.asarray(covariance, dtype=float)
@@ -317,7 +360,7 @@ def make_problem(
     S = len(rngs)
     B_star = np.empty((S, dim, rank))
     B0 = np.empty((S, dim, rank))
-    heads = np.empty((S, n_workers, rank))
+    heads_s = np.empty((S, n_workers, rank))
     X_eval = None
     if kind == "nonlinear":
         n_eval = _check_positive_int("n_eval", n_eval)
@@ -326,10 +369,12 @@ def make_problem(
         B_star[s] = _random_orthonormal(rng, dim, rank)
         B0[s] = _random_orthonormal(rng, dim, rank)
         if clusters is None:
-            heads[s] = mean + heterogeneity * rng.standard_normal((n_workers, rank))
+            z = rng.standard_normal((n_workers, rank))
+            heads_s[s] = mean + heterogeneity * (whiten(z) if heads == "balanced" else z)
         else:
-            centres = mean + heterogeneity * rng.standard_normal((clusters, rank))
-            heads[s] = centres[np.arange(n_workers) % clusters] + cluster_spread * rng.standard_normal(
+            z = rng.standard_normal((clusters, rank))
+            centres = mean + heterogeneity * (whiten(z) if heads == "balanced" else z)
+            heads_s[s] = centres[np.arange(n_workers) % clusters] + cluster_spread * rng.standard_normal(
                 (n_workers, rank)
             )
         if X_eval is not None:
@@ -338,12 +383,12 @@ def make_problem(
         X_eval = X_eval @ cov_chol.T
     settings = dict(
         kind=kind, n_workers=n_workers, dim=dim, rank=rank, noise=float(noise), batch=batch,
-        heterogeneity=float(heterogeneity), clusters=clusters,
+        heterogeneity=float(heterogeneity), clusters=clusters, heads=heads,
         activation=activation if kind == "nonlinear" else "identity",
         n_eval=n_eval if kind == "nonlinear" else None,
     )
     return Problem(
-        kind=kind, B_star=B_star, heads_star=heads, B0=B0, noise=float(noise), batch=batch,
+        kind=kind, B_star=B_star, heads_star=heads_s, B0=B0, noise=float(noise), batch=batch,
         cov_chol=cov_chol, activation=settings["activation"], X_eval=X_eval, settings=settings,
     )
 
