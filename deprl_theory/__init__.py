@@ -8,8 +8,10 @@ Layers (one module each):
 * :mod:`~deprl_theory.rates`       rate exponents, bootstrap CIs, verdicts
 * :mod:`~deprl_theory.bound`       the convergence bound as editable sympy terms
 * :mod:`~deprl_theory.constants`   constants of the bound estimated on a problem
+* :mod:`~deprl_theory.expressions` safe parsing of user formulas (no code is evaluated)
 * :mod:`~deprl_theory.sweep`       cached, resumable sweeps (serial, processes, Dask)
-* :mod:`~deprl_theory.plotting`    publication figures
+* :mod:`~deprl_theory.experiments` the verifications: speedup, consensus, bound check, transients
+* :mod:`~deprl_theory.plotting`    publication figures (draws result objects, computes nothing)
 """
 from ._rng import SeedLike, as_generator, derive_seed
 from .engine import ALGORITHMS, RunResult, StepSizes, run, step_sizes, theory_step_sizes
@@ -26,12 +28,13 @@ from .graphs import (
     metropolis_weights,
     mixing_matrix,
     mixing_rate,
+    mixing_report,
     spectral_gap,
     uniform_weights,
 )
-from .problems import Problem, linear_problem, make_problem, nonlinear_problem, population_metrics
-from .rates import RateFit, fit_rate, fit_slope, speedup_verdict
-from .sweep import SweepResult, cell_seed, run_sweep
+from .problems import Problem, make_problem, population_metrics
+from .rates import ConfidenceInterval, RateFit, Verdict, fit_rate, fit_slope, speedup_verdict
+from .sweep import SweepOptions, SweepResult, cell_seed, run_sweep
 
 __version__ = "0.1.0"
 
@@ -40,8 +43,8 @@ __all__ = [
     "ALGORITHMS", "RunResult", "StepSizes", "run", "step_sizes", "theory_step_sizes",
     "TOPOLOGIES", "WEIGHT_RULES", "MixingMatrixError", "MixingReport", "adjacency", "check_mixing",
     "graph_adjacency", "lazy", "max_degree_weights", "metropolis_weights", "mixing_matrix", "mixing_rate",
-    "spectral_gap", "uniform_weights",
-    "Problem", "linear_problem", "make_problem", "nonlinear_problem", "population_metrics",
-    "RateFit", "fit_rate", "fit_slope", "speedup_verdict",
-    "SweepResult", "cell_seed", "run_sweep",
+    "mixing_report", "spectral_gap", "uniform_weights",
+    "Problem", "make_problem", "population_metrics",
+    "ConfidenceInterval", "RateFit", "Verdict", "fit_rate", "fit_slope", "speedup_verdict",
+    "SweepOptions", "SweepResult", "cell_seed", "run_sweep",
 ]

@@ -46,6 +46,8 @@ from .problems import (Problem, head_gradient, minibatch_features, population_me
 
 __all__ = [
     "ALGORITHMS",
+    "METRICS",
+    "parse_head_rule",
     "StepSizes",
     "step_sizes",
     "theory_step_sizes",
@@ -76,8 +78,14 @@ class StepSizes:
         return {"alpha": self.alpha, "beta": self.beta, "rule": self.rule, "capped": list(self.capped)}
 
 
-def _parse_head_rule(head_rule: str | float, n_workers: int) -> float:
-    """The ratio a = alpha tau / beta from a rule: "1/N", "1", or a number."""
+def parse_head_rule(head_rule: str | float, n_workers: int) -> float:
+    """The ratio a = alpha tau / beta from a rule: "1/N", "1/sqrt(N)", or a positive number.
+
+    Raises
+    ------
+    ValueError
+        For anything else, naming the rule.
+    """
     if isinstance(head_rule, str):
         rule = head_rule.strip().replace(" ", "")
         if rule == "1/N":
@@ -126,7 +134,7 @@ def theory_step_sizes(
         alpha = float(head_step)
         rule = f"beta = {c:g} sqrt(N/K); alpha = {alpha:g} (fixed)"
     else:
-        a = _parse_head_rule(head_rule, n_workers)
+        a = parse_head_rule(head_rule, n_workers)
         alpha = a * beta / tau
         rule = f"beta = {c:g} sqrt(N/K); alpha = a beta / tau with a = {head_rule}"
     capped = []

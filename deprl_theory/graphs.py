@@ -38,6 +38,7 @@ __all__ = [
     "spectral_gap",
     "mixing_rate",
     "check_mixing",
+    "mixing_report",
 ]
 
 TOPOLOGIES: tuple[str, ...] = (
@@ -865,8 +866,24 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
-def _evaluate(W: Any, adjacency: Any, tol: float) -> MixingReport:
-    """Run every A4 check; raise only when W cannot be examined at all."""
+def mixing_report(W: Any, adjacency: Any = None, tol: float = 1e-10) -> MixingReport:
+    """Run every A4 check on ``W`` and report them all; raise only when W cannot be examined at all.
+
+    Unlike :func:`check_mixing`, a failing property does not raise: it is
+    recorded in ``report.checks`` and ``report.failures`` (``report.ok`` is
+    False).  Arguments as in :func:`check_mixing`.
+
+    Raises
+    ------
+    MixingMatrixError
+        When W is not a square numeric matrix with finite entries.
+
+    Examples
+    --------
+    >>> r = mixing_report(uniform_weights(adjacency("star", 4)))
+    >>> r.ok, [k for k, ok in r.checks.items() if not ok]
+    (False, ['symmetric', 'column_sums'])
+    """
     tol = float(tol)
     if not (tol >= 0.0 and math.isfinite(tol)):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
@@ -1029,7 +1046,7 @@ def check_mixing(W: Any, adjacency: Any = None, tol: float = 1e-10) -> MixingRep
     ...
     deprl_theory.graphs.MixingMatrixError: symmetric: W[0, 1] = 0.25 but W[1, 0] = 0.5 (max asymmetry 2.5e-01); also failing: column sums: column 0 sums to 1.75, not 1 (max deviation 7.5e-01)
     """
-    report = _evaluate(W, adjacency, tol)
+    report = mixing_report(W, adjacency, tol)
     if report.failures:
         first = next(k for k, ok in report.checks.items() if not ok)
         message = report.failures[0]

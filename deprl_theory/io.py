@@ -28,6 +28,7 @@ import numpy as np
 
 __all__ = [
     "to_jsonable",
+    "write_bytes_atomic",
     "write_text_atomic",
     "write_json_atomic",
     "write_csv_atomic",
@@ -105,8 +106,52 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Target file; missing parent directories are created.
+    data : bytes
+        Complete new content.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Notes
+    -----
+    The temporary file lives in the target's directory (so :func:`os.replace`
+    is a rename within one filesystem) and is named ``.<name>.<hex>.tmp``, so
+    globbing for ``*.json`` or ``*.csv`` never picks it up.  It is created with
+    mode 0o666 minus the umask (the mode any new file gets), and removed if
+    writing fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    # os.open with mode 0o666 honours the umask, unlike mkstemp's private 0o600.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
 def write_text_atomic(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one.
+    """Write ``text`` to ``path`` atomically (see :func:`write_bytes_atomic`).
 
     Parameters
     ----------
@@ -120,33 +165,8 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, encoding: str = "ut
     -------
     pathlib.Path
         ``path``.
-
-    Notes
-    -----
-    The temporary file lives in the target's directory (so :func:`os.replace`
-    is a rename within one filesystem) and is named ``.<name>.<hex>.tmp``, so
-    globbing for ``*.json`` or ``*.csv`` never picks it up.  It is removed if
-    writing fails.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    # os.open with mode 0o666 honours the umask, unlike mkstemp's private 0o600.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding=encoding, newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(path.parent)
-    return path
+    return write_bytes_atomic(path, text.encode(encoding))
 
 
 def write_json_atomic(

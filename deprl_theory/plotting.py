@@ -1,39 +1,64 @@
 """Publication figures: one style, PNG and PDF, written atomically.
 
-Every figure function takes tidy data (no re-running) and returns the
-matplotlib Figure; :func:`save_figure` writes it as ``NAME.png`` and
+Every figure function draws a result object it is given (no re-running, no
+analysis: fits, K_eps and transients come computed in the result) and returns
+matplotlib Figures; :func:`save_figure` writes each as ``NAME.png`` and
 ``NAME.pdf``.
+
+The style is one for all figures: the Okabe-Ito palette (safe for the common
+colour-vision deficiencies), DejaVu Sans, TrueType fonts embedded in PDFs
+(``pdf.fonttype = 42``), and widths for a paper column (:data:`COLUMN`) or the
+full text width (:data:`FULL`).
 """
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["paper_style", "save_figure", "band", "speedup_figures", "curves_figure"]
+from .io import write_bytes_atomic
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from .experiments.boundcheck import BoundCheckResult
+    from .experiments.consensus import ConsensusResult
+    from .experiments.speedup import SpeedupResult
+
+__all__ = ["COLUMN", "FULL", "PALETTE", "pyplot", "paper_style", "save_figure", "band", "speedup_figures",
+           "curves_figure", "consensus_figures", "bound_figure"]
+
+#: width in inches of a figure that spans one column / the full text of a two-column paper
+COLUMN, FULL = 3.3, 6.9
+#: Okabe-Ito: distinguishable under the common colour-vision deficiencies, and in greyscale by lightness
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 
 _STYLE = {
-    "figure.figsize": (5.0, 3.6),
+    "figure.figsize": (COLUMN * 1.5, COLUMN * 1.1),
     "figure.dpi": 110,
     "savefig.dpi": 200,
     "savefig.bbox": "tight",
-    "font.size": 9.5,
-    "axes.titlesize": 10,
-    "axes.labelsize": 10,
-    "legend.fontsize": 8,
+    "font.family": "DejaVu Sans",
+    "font.size": 8.5,
+    "axes.titlesize": 8.5,
+    "axes.labelsize": 8.5,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7.5,
+    "ytick.labelsize": 7.5,
     "axes.grid": True,
     "grid.alpha": 0.3,
-    "lines.linewidth": 1.6,
+    "lines.linewidth": 1.4,
     "axes.spines.top": False,
     "axes.spines.right": False,
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
 }
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot``, on the Agg backend unless MPLBACKEND says otherwise (no display needed)."""
     import matplotlib
 
     if not os.environ.get("MPLBACKEND"):
@@ -46,33 +71,27 @@ def _plt():
 @contextmanager
 def paper_style() -> Iterator[None]:
     """Matplotlib rc settings for the package's figures."""
-    plt = _plt()
-    with plt.rc_context(_STYLE):
+    plt = pyplot()
+    from cycler import cycler
+
+    with plt.rc_context({**_STYLE, "axes.prop_cycle": cycler(color=list(PALETTE))}):
         yield
 
 
 def save_figure(fig, out_dir: str | os.PathLike, name: str, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Write ``fig`` as ``out_dir/name.{png,pdf}`` atomically; close it; return the paths."""
+    """Write ``fig`` as ``out_dir/name.{png,pdf}`` atomically (mode by the umask); close it; return the paths."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
-        target = out / f"{name}.{fmt}"
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=f".{fmt}")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=fmt, dpi=_STYLE["savefig.dpi"], bbox_inches="tight")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        paths.append(target)
-    _plt().close(fig)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=_STYLE["savefig.dpi"], bbox_inches="tight")
+        paths.append(write_bytes_atomic(out / f"{name}.{fmt}", buf.getvalue()))
+    pyplot().close(fig)
     return paths
 
 
 def band(ax, x, samples: np.ndarray, *, color, label=None, q=(2.5, 97.5), marker="o"):
-    """Median line with a percentile band over seeds (``samples`` shape (len(x), S))."""
+    """Mean line with a percentile band over seeds (``samples`` shape (len(x), S))."""
     samples = np.asarray(samples, dtype=float)
     with np.errstate(all="ignore"):
         mid = np.nanmean(samples, axis=1)
@@ -81,44 +100,30 @@ def band(ax, x, samples: np.ndarray, *, color, label=None, q=(2.5, 97.5), marker
     ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
 
 
-def _colors(n: int):
-    plt = _plt()
-    cmap = plt.get_cmap("viridis")
-    return [cmap(0.05 + 0.85 * i / max(n - 1, 1)) for i in range(n)]
+def _colors(n: int) -> list:
+    return [PALETTE[i % len(PALETTE)] for i in range(n)]
 
 
-def speedup_figures(
-    table: Mapping[tuple[int, int], np.ndarray],
-    *,
-    metric: str,
-    fit: Mapping | None = None,
-    eps: float | None = None,
-    title: str = "",
-) -> dict:
-    """The three pictures of a speedup sweep.
+_LABELS = {"G": r"$\bar G_K$", "R": r"$\bar R_K$", "H": r"$\bar H_K$", "C": r"$\bar C_K$"}
 
-    Parameters
-    ----------
-    table : mapping (N, K) -> array (S,)
-        Time-averaged metric per cell and seed (NaN for diverged seeds).
-    metric : str
-        Name of the metric (label).
-    fit : mapping, optional
-        ``{"intercept", "e_N", "e_K"}`` of the power-law fit, drawn as lines.
-    eps : float, optional
-        Accuracy for the speedup plot; default: the largest value reached by
-        every N on the grid (so that every K_eps is interpolated, not extrapolated).
+
+def speedup_figures(result: "SpeedupResult", metric: str, *, title: str = "") -> dict:
+    """The three pictures of a speedup sweep for one metric.
 
     Returns
     -------
-    dict name -> Figure: ``rate`` (Gbar vs K per N), ``collapse`` (Gbar vs N K),
-    ``speedup`` (S(N) = K_eps(N_min) / K_eps(N) with the ideal line).
+    dict name -> Figure: ``rate`` (Mbar vs K per N, with the fitted lines),
+    ``collapse`` (Mbar vs N K), ``speedup`` (S(N) = K_eps(N_min) / K_eps(N)
+    with the ideal line; hollow markers where K_eps is extrapolated).
     """
-    plt = _plt()
+    plt = pyplot()
+    table = result.tables[metric]
+    fit = result.fits[metric].fit
+    k_eps = result.k_eps[metric]
     Ns = sorted({n for n, _ in table})
     Ks = sorted({k for _, k in table})
     colors = _colors(len(Ns))
-    label = {"G": r"$\bar G_K$", "R": r"$\bar R_K$", "H": r"$\bar H_K$", "C": r"$\bar C_K$"}.get(metric, metric)
+    label = _LABELS.get(metric, metric)
     figs = {}
     with paper_style():
         fig, ax = plt.subplots()
@@ -127,12 +132,12 @@ def speedup_figures(
             band(ax, ks, np.array([table[(n, k)] for k in ks]), color=col, label=f"N = {n}")
             if fit is not None:
                 kk = np.geomspace(min(ks), max(ks), 50)
-                ax.plot(kk, np.exp(fit["intercept"]) * n ** fit["e_N"] * kk ** fit["e_K"], "--", color=col, lw=1)
+                ax.plot(kk, np.exp(fit.intercept) * n ** fit.e_N * kk ** fit.e_K, "--", color=col, lw=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("rounds K")
         ax.set_ylabel(f"time-averaged {label} (squared gradient norm)")
-        sub = "" if fit is None else f"   fit: $e_N$ = {fit['e_N']:.2f}, $e_K$ = {fit['e_K']:.2f}"
+        sub = "" if fit is None else f"   fit: $e_N$ = {fit.e_N:.2f}, $e_K$ = {fit.e_K:.2f}"
         ax.set_title((title + sub).strip())
         ax.legend(title="workers (band: 2.5-97.5% of seeds)", ncol=2)
         figs["rate"] = fig
@@ -143,9 +148,8 @@ def speedup_figures(
             band(ax, n * np.array(ks), np.array([table[(n, k)] for k in ks]), color=col, label=f"N = {n}")
         allx = np.array([n * k for n, k in table])
         xx = np.geomspace(allx.min(), allx.max(), 50)
-        ref = np.nanmean(np.concatenate([np.atleast_1d(np.nanmean(v)) for v in table.values()]))
         ref_x = np.exp(np.mean(np.log(allx)))
-        ax.plot(xx, ref * np.sqrt(ref_x / xx), "k:", lw=1.2, label=r"$\propto (NK)^{-1/2}$")
+        ax.plot(xx, k_eps.eps * np.sqrt(ref_x / xx), "k:", lw=1.2, label=r"$\propto (NK)^{-1/2}$")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("total samples budget N K (worker-rounds)")
@@ -154,36 +158,15 @@ def speedup_figures(
         ax.legend(ncol=2)
         figs["collapse"] = fig
 
-        # K_eps(N): rounds for the seed-mean curve of N to reach eps, from a power law fitted
-        # per N (log m = a_N + b_N log K). The ranges of different N need not overlap, so a
-        # K_eps outside the measured K range is an extrapolation and is drawn hollow.
-        k_eps, extrapolated, per_n = {}, {}, {}
-        for n in Ns:
-            ks = np.array([k for k in Ks if (n, k) in table], dtype=float)
-            m = np.array([np.nanmean(table[(n, k)]) for k in ks])
-            ok = np.isfinite(m) & (m > 0)
-            if ok.sum() >= 2:
-                b, a = np.polyfit(np.log(ks[ok]), np.log(m[ok]), 1)
-                per_n[n] = (a, b, ks[ok].min(), ks[ok].max())
-        if eps is None:
-            allm = np.array([np.nanmean(v) for v in table.values()])
-            allm = allm[np.isfinite(allm) & (allm > 0)]
-            eps = float(np.exp(np.mean(np.log(allm)))) if allm.size else float("nan")
-        for n in Ns:
-            if n in per_n and per_n[n][1] < 0:
-                a, b, kmin, kmax = per_n[n]
-                k_eps[n] = float(np.exp((np.log(eps) - a) / b))
-                extrapolated[n] = not (kmin <= k_eps[n] <= kmax)
-            else:
-                k_eps[n], extrapolated[n] = float("nan"), True
         fig, ax = plt.subplots()
         n0 = Ns[0]
-        sp = np.array([k_eps[n0] / k_eps[n] for n in Ns])
-        ext = np.array([extrapolated[n] or extrapolated[n0] for n in Ns])
-        ax.plot(Ns, sp, "-", color=colors[-1])
-        ax.plot(np.array(Ns)[~ext], sp[~ext], "o", color=colors[-1], label=f"measured (eps = {eps:.3g})")
+        speed = k_eps.speedup()
+        sp = np.array([speed[n] for n in Ns])
+        ext = np.array([k_eps.extrapolated[n] or k_eps.extrapolated[n0] for n in Ns])
+        ax.plot(Ns, sp, "-", color=PALETTE[0])
+        ax.plot(np.array(Ns)[~ext], sp[~ext], "o", color=PALETTE[0], label=f"measured (eps = {k_eps.eps:.3g})")
         if ext.any():
-            ax.plot(np.array(Ns)[ext], sp[ext], "o", mfc="white", color=colors[-1],
+            ax.plot(np.array(Ns)[ext], sp[ext], "o", mfc="white", color=PALETTE[0],
                     label="K_eps extrapolated from the fit in K")
         ax.plot(Ns, [n / n0 for n in Ns], "k--", lw=1, label="ideal linear speedup N / N_min")
         ax.set_xscale("log", base=2)
@@ -193,25 +176,108 @@ def speedup_figures(
         ax.set_title(f"rounds to reach {label} = eps")
         ax.legend()
         figs["speedup"] = fig
-        figs["_k_eps"] = {"eps": float(eps), "k_eps": k_eps, "extrapolated": extrapolated}
     return figs
 
 
 def curves_figure(trace: Mapping[str, Sequence], metrics: Sequence[str], *, title: str = ""):
     """Metric curves of one run: ``trace['round']`` and ``trace[m]`` (S, T) per metric."""
-    plt = _plt()
+    plt = pyplot()
     rounds = np.asarray(trace["round"])
     with paper_style():
-        fig, axes = plt.subplots(1, len(metrics), figsize=(3.0 * len(metrics), 3.0))
+        fig, axes = plt.subplots(1, len(metrics), figsize=(FULL / 3 * len(metrics) * 0.75, 2.4))
         axes = np.atleast_1d(axes)
         for ax, m in zip(axes, metrics):
             vals = np.asarray(trace[m], dtype=float)
             x = np.maximum(rounds, 1)
-            band(ax, x, vals.T, color="C0", marker="")
+            band(ax, x, vals.T, color=PALETTE[0], marker="")
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("round k")
             ax.set_title(m)
         fig.suptitle(title)
         fig.tight_layout()
+    return fig
+
+
+def consensus_figures(result: "ConsensusResult") -> dict:
+    """Consensus error against rho/(1-rho), Gbar against K per gap, and the transient against the gap."""
+    plt = pyplot()
+    fit = result.slope
+    tr = result.transient
+    rounds = tr["rounds"]
+    figs = {}
+    with paper_style():
+        fig, ax = plt.subplots()
+        pts = [r for r in result.gaps if r["in_fit"]]
+        x = np.array([r["x"] for r in pts])
+        samples = np.array([r["Cbar_seeds"] for r in pts])
+        order = np.argsort(x)
+        band(ax, x[order], samples[order], color=PALETTE[0], label="exact-gap family")
+        xs = np.geomspace(x.min(), x.max(), 50)
+        ax.plot(xs, np.exp(fit.intercept) * xs ** fit.slope, "--", color=PALETTE[0], lw=1,
+                label=f"fit: slope {fit.slope:.2f} [{fit.ci.low:.2f}, {fit.ci.high:.2f}]")
+        anchor = np.exp(fit.intercept) * x[order][0] ** fit.slope
+        ax.plot(xs, anchor * (xs / x[order][0]) ** 2, ":", color="gray", lw=1, label="slope 2 (template)")
+        for j, t in enumerate(result.topologies):
+            if t["x"] and t["x"] > 0 and t["Cbar"] > 0:
+                ax.scatter([t["x"]], [t["Cbar"]], marker="s", color=PALETTE[(j + 1) % len(PALETTE)], zorder=3,
+                           label=t["topology"])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(r"$\rho/(1-\rho)$")
+        ax.set_ylabel(r"consensus error $\bar C_K$")
+        ax.set_title(f"N = {result.study.n}, K = {rounds[-1]}")
+        ax.legend(fontsize=6.5)
+        figs["consensus"] = fig
+
+        fig, ax = plt.subplots()
+        for (g, gm), col in zip(result.gbar.items(), _colors(len(result.gbar))):
+            band(ax, rounds, gm, color=col, label=f"g = {g:g}")
+        band(ax, rounds, result.gbar_reference, color="black", label="centralized", marker="s")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("rounds K")
+        ax.set_ylabel(r"$\bar G_K$")
+        ax.legend(fontsize=6.5, ncol=2)
+        figs["gbar_vs_K"] = fig
+
+        fig, ax = plt.subplots()
+        xs_all = np.array([r["rho"] / (1 - r["rho"]) for r in tr["rows"]])
+        meas = np.array([np.nan if r["measured_K"] is None else r["measured_K"] for r in tr["rows"]], float)
+        beyond = np.isnan(meas) & (xs_all > 0)
+        ax.scatter(xs_all[~np.isnan(meas)], meas[~np.isnan(meas)], color=PALETTE[0],
+                   label=f"measured (within {tr['factor']:g}x)")
+        if beyond.any():
+            ax.scatter(xs_all[beyond], np.full(beyond.sum(), rounds[-1] * 1.5), marker="^", color=PALETTE[0],
+                       facecolors="none", label="measured: beyond the K grid")
+        pred = np.array([np.nan if r["predicted_K0"] is None else r["predicted_K0"] for r in tr["rows"]], float)
+        ok = np.isfinite(pred) & (pred > 0) & (xs_all > 0)
+        if ok.any():
+            o = np.argsort(xs_all[ok])
+            ax.plot(xs_all[ok][o], pred[ok][o], "--", color=PALETTE[3], label="predicted K0 (template)")
+        ax.axhspan(rounds[0], rounds[-1], color="gray", alpha=0.1, lw=0, label="K grid")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(r"$\rho/(1-\rho)$")
+        ax.set_ylabel("transient rounds")
+        ax.legend(fontsize=6.5)
+        figs["transient"] = fig
+    return figs
+
+
+def bound_figure(result: "BoundCheckResult"):
+    """Measured time average (band over seeds) and the bound, against K, per N."""
+    plt = pyplot()
+    ns, rounds = result.study.n, list(result.study.rounds)
+    with paper_style():
+        fig, ax = plt.subplots()
+        for n, col in zip(ns, _colors(len(ns))):
+            pts = [p for p in result.points if p.N == n]
+            band(ax, rounds, np.array([p.measured_seeds for p in pts]), color=col, label=f"measured, N = {n}")
+            ax.plot(rounds, [p.bound for p in pts], "--", color=col, label=f"bound, N = {n}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("rounds K")
+        ax.set_ylabel(r"$\bar G_K$" if result.spec.measured in ("G", "aH+R") else result.spec.measured)
+        ax.legend(fontsize=6.5, ncol=2)
     return fig

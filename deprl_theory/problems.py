@@ -33,8 +33,6 @@ __all__ = [
     "HEAD_DESIGNS",
     "whiten",
     "make_problem",
-    "linear_problem",
-    "nonlinear_problem",
     "seed_generators",
     "labels",
     "minibatch_features",
@@ -159,22 +157,6 @@ class Problem:
         """Nonlinear problem: noise-free labels on the evaluation sample, (S, N, n_eval)."""
         act, _ = ACTIVATIONS[self.activation]
         return _read_only(np.einsum("snmr,snr->snm", act(self.X_eval @ self.B_star[:, None]), self.heads_star))
-
-    def subset(self, seeds: Sequence[int]) -> "Problem":
-        """The same instances restricted to the given seed positions."""
-        idx = np.asarray(seeds)
-        return Problem(
-            kind=self.kind,
-            B_star=self.B_star[idx],
-            heads_star=self.heads_star[idx],
-            B0=self.B0[idx],
-            noise=self.noise,
-            batch=self.batch,
-            cov_chol=self.cov_chol,
-            activation=self.activation,
-            X_eval=None if self.X_eval is None else self.X_eval[idx],
-            settings=self.settings,
-        )
 
 
 def seed_generators(
@@ -391,16 +373,6 @@ def make_problem(
         kind=kind, B_star=B_star, heads_star=heads_s, B0=B0, noise=float(noise), batch=batch,
         cov_chol=cov_chol, activation=settings["activation"], X_eval=X_eval, settings=settings,
     )
-
-
-def linear_problem(n_workers: int = 8, **kwargs) -> Problem:
-    """:func:`make_problem` with ``kind="linear"``."""
-    return make_problem("linear", n_workers, **kwargs)
-
-
-def nonlinear_problem(n_workers: int = 8, **kwargs) -> Problem:
-    """:func:`make_problem` with ``kind="nonlinear"``."""
-    return make_problem("nonlinear", n_workers, **kwargs)
 
 
 # --------------------------------------------------------------------------

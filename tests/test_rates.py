@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deprl_theory.rates import fit_rate, fit_slope, speedup_verdict
+from deprl_theory.rates import ConfidenceInterval, RateFit, fit_rate, fit_slope, speedup_verdict
 
 NS = np.array([4, 8, 16, 32])
 KS = np.array([500, 1000, 2000, 4000])
@@ -30,21 +30,21 @@ def test_planted_exponents_give_the_expected_verdict(e_N, e_K, verdict):
     fit = fit_rate(N, K, vals, n_boot=500, seed=1)
     assert fit.e_N == pytest.approx(e_N, abs=0.03)
     assert fit.e_K == pytest.approx(e_K, abs=0.03)
-    assert fit.e_N_ci[0] <= e_N <= fit.e_N_ci[1] or abs(fit.e_N - e_N) < 0.02
-    assert fit.verdict == verdict, fit.reason
+    v = speedup_verdict(fit)
+    assert v.word == verdict, v.reason
 
 
 def test_noisy_data_is_inconclusive_not_linear():
     N, K, vals = planted(-0.5, -0.5, seeds=3, noise=1.5, seed=4)
     fit = fit_rate(N, K, vals, n_boot=500, seed=1)
-    assert fit.verdict == "inconclusive", (fit.speedup_ci, fit.reason)
+    assert speedup_verdict(fit).word == "inconclusive", fit.speedup_ci
 
 
 def test_diverged_seeds_are_left_out_not_fatal():
     N, K, vals = planted(-0.5, -0.5)
     vals[0, :3] = np.nan
     fit = fit_rate(N, K, vals, n_boot=200)
-    assert fit.verdict == "linear"
+    assert speedup_verdict(fit).word == "linear"
     vals[0, :] = np.nan
     with pytest.raises(ValueError, match="every seed diverged"):
         fit_rate(N, K, vals, n_boot=200)
@@ -70,9 +70,12 @@ def test_bad_inputs():
      ((-30.0, 20.0), (0.05, 0.2), "none")],
 )
 def test_verdict_rules(s_ci, e_K_ci, expected):
-    verdict, reason = speedup_verdict(s_ci, e_K_ci)
-    assert verdict == expected
-    assert reason
+    ci = lambda p: ConfidenceInterval(*p)  # noqa: E731
+    fit = RateFit(e_N=0.0, e_K=-0.5, intercept=0.0, speedup=0.0, e_N_ci=ci((0, 0)), e_K_ci=ci(e_K_ci),
+                  speedup_ci=ci(s_ci), n_cells=16, n_seeds=8, n_boot=100, r2=1.0)
+    verdict = speedup_verdict(fit)
+    assert verdict.word == expected
+    assert verdict.reason
 
 
 def test_fit_slope_recovers_a_planted_slope():
@@ -81,6 +84,6 @@ def test_fit_slope_recovers_a_planted_slope():
     y = 1.0 + 2.0 * x[:, None] + 0.05 * rng.standard_normal((9, 40))
     fit = fit_slope(x, y, n_boot=500, seed=0)
     assert fit.slope == pytest.approx(2.0, abs=0.05)
-    assert fit.ci[0] <= 2.0 <= fit.ci[1]
+    assert fit.ci.low <= 2.0 <= fit.ci.high
     one_d = fit_slope(x, y.mean(axis=1), n_boot=300, seed=0)
     assert one_d.slope == pytest.approx(2.0, abs=0.05)

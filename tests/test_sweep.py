@@ -155,7 +155,7 @@ def test_dask_missing_is_a_clear_import_error(monkeypatch):
         ({"seeds": [0, 0]}, "distinct"),
         ({"seeds": [-1]}, "seed"),
         ({"cells": [{"N": 2}, {"N": 2}]}, "duplicates"),
-        ({"cells": [{"N": float("nan")}]}, "JSON"),
+        ({"cells": [{"N": float("nan")}]}, "finite"),
         ({"base_seed": -3}, "base_seed"),
     ],
 )

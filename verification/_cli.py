@@ -1,17 +1,37 @@
-"""What every CLI shares: one-line user errors with exit status 2, JSON output."""
+"""What every command-line tool shares: checked option types, the sweep options, one-line user errors.
+
+Only a :class:`UsageError` exits with status 2 and one line on stderr. Input
+checks raise it: argparse types (:func:`positive_int`, :func:`finite_float`,
+...), :func:`output_dir`, and the :func:`user_input` block, which turns the
+``ValueError`` of a library check (a topology that cannot be built for some
+N, a W that breaks A4, a bound the safe parser rejects) into a UsageError.
+Any other exception is a bug and keeps its traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
 from deprl_theory.io import to_jsonable
+from deprl_theory.sweep import SweepOptions, choose_executor
 
-__all__ = ["ArgumentParser", "UsageError", "run_main", "dump_json"]
+__all__ = ["ArgumentParser", "UsageError", "run_main", "dump_json", "user_input", "positive_int", "nonneg_int",
+           "positive_float", "nonneg_float", "finite_float", "unit_float", "fraction", "output_dir",
+           "add_sweep_options", "sweep_options", "close_options", "one_of", "SCHEDULER_TIMEOUT"]
+
+#: seconds to wait for a Dask scheduler before giving up with a one-line error
+SCHEDULER_TIMEOUT = 10.0
+#: paths results must never be written under
+_FORBIDDEN = ("/proc", "/sys", "/dev")
 
 
-class UsageError(ValueError):
+class UsageError(Exception):
     """A user mistake on the command line: reported in one line, exit status 2."""
 
 
@@ -19,7 +39,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a user error is one line on stderr and exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {message.splitlines()[0]}\n")
 
 
 def dump_json(obj: Any, **kw: Any) -> str:
@@ -27,21 +47,253 @@ def dump_json(obj: Any, **kw: Any) -> str:
     return json.dumps(to_jsonable(obj), **kw)
 
 
+@contextmanager
+def user_input(what: str = "") -> Iterator[None]:
+    """Turn the ValueError of an input check inside the block into a one-line UsageError."""
+    try:
+        yield
+    except ValueError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{what}: {msg}" if what else msg) from None
+
+
 def run_main(main: Callable[[Sequence[str] | None], int], prog: str, argv: Sequence[str] | None = None) -> None:
-    """Run ``main(argv)``; a :class:`UsageError` or ValueError from input checks exits 2 in one line."""
+    """Run ``main(argv)``; a :class:`UsageError` exits 2 in one line, any other error keeps its traceback."""
     try:
         code = main(argv)
-    except (UsageError, ValueError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        sys.stderr.write(f"{prog}: error: {msg}\n")
+    except UsageError as exc:
+        sys.stderr.write(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else 'bad input'}\n")
         sys.exit(2)
     except BrokenPipeError:
         # stdout closed early (e.g. piped into `head`): not an error of ours, and no traceback
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted; finished runs are kept in the results cache\n")
         sys.exit(130)
     sys.exit(code or 0)
+
+
+# --------------------------------------------------------------------------- option types
+def _number(text: str, kind: type) -> float | int:
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{'an integer' if kind is int else 'a number'} expected, got {text!r}")
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"a finite number expected, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    """An integer >= 0."""
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (not nan, not inf)."""
+    return float(_number(text, float))
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = finite_float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    """A finite number >= 0."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """A number in (0, 1]."""
+    value = finite_float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in (0, 1)."""
+    value = finite_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
+
+
+# --------------------------------------------------------------------------- output paths
+def output_dir(path: str | os.PathLike, option: str) -> Path:
+    """``path`` if results can be written there (it need not exist yet); UsageError otherwise.
+
+    Rejected: an existing file, a path under /proc, /sys or /dev, a path whose
+    nearest existing parent is not a writable directory.
+    """
+    p = Path(path).expanduser()
+    resolved = p.resolve()
+    for forbidden in _FORBIDDEN:
+        if str(resolved) == forbidden or str(resolved).startswith(forbidden + "/"):
+            raise UsageError(f"{option} {str(path)!r} lies under {forbidden}: not a place for results")
+    if resolved.exists() and not resolved.is_dir():
+        raise UsageError(f"{option} {str(path)!r} exists and is not a directory")
+    parent = resolved
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {str(path)!r}: cannot create it, {str(parent)!r} is not a writable directory")
+    return p
+
+
+# --------------------------------------------------------------------------- the shared sweep options
+def add_sweep_options(parser: argparse.ArgumentParser, default_out: str) -> None:
+    """The options every sweep command has, worded the same everywhere."""
+    g = parser.add_argument_group("execution and output (shared by every sweep command)")
+    g.add_argument("--seed", type=nonneg_int, default=0,
+                   help="base seed; every cell and seed derives its own stream from it (default 0)")
+    g.add_argument("--quick", action="store_true", help="a small grid for a smoke test")
+    g.add_argument("--out", default=None,
+                   help=f"directory for results and the run cache (default {default_out})")
+    g.add_argument("--figures", default=None,
+                   help="directory for figures (default OUT/figures with --out, else figures/)")
+    g.add_argument("--no-figures", action="store_true", help="skip the figures")
+    g.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    g.add_argument("-j", "--jobs", type=positive_int, default=None, help="worker processes (default: all cores)")
+    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help=f"run on this Dask scheduler (waits {SCHEDULER_TIMEOUT:g} s for it to answer)")
+    g.add_argument("--no-cache", action="store_true", help="recompute runs that are already in the cache")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def sweep_options(args: argparse.Namespace, default_out: str) -> tuple[SweepOptions, Path, Path | None]:
+    """Check the shared options and return the sweep options, the results directory and the figures directory.
+
+    Every check happens here, before anything is computed or written; a
+    scheduler is connected to here, so an unreachable one fails fast.
+    """
+    out = output_dir(args.out if args.out else default_out, "--out")
+    figures = None
+    if not args.no_figures:
+        fig = args.figures if args.figures else (Path(args.out) / "figures" if args.out else Path("figures"))
+        figures = output_dir(fig, "--figures")
+    scheduler = None
+    if args.scheduler is not None:
+        from deprl_theory.sweep.executors import SchedulerUnreachable, connect_scheduler
+
+        try:
+            scheduler = connect_scheduler(args.scheduler, timeout=SCHEDULER_TIMEOUT)
+        except (ValueError, SchedulerUnreachable, ImportError) as exc:
+            raise UsageError(f"--scheduler: {exc}") from None
+    options = SweepOptions(out=out, executor=choose_executor(args.jobs, scheduler), jobs=args.jobs,
+                           scheduler=scheduler, use_cache=not args.no_cache,
+                           progress=not args.no_progress)
+    return options, out, figures
+
+
+def close_options(options: SweepOptions) -> None:
+    """Close a scheduler connection opened by :func:`sweep_options`."""
+    if options.scheduler is not None and hasattr(options.scheduler, "close"):
+        options.scheduler.close()
+
+
+def one_of(names: Sequence[str], what: str) -> Callable[[str], str]:
+    """An argparse type accepting one of ``names``, with an error that lists them."""
+    def check(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"unknown {what} {text!r}; choose from {', '.join(names)}")
+        return text
+
+    check.__name__ = what
+    return check
+
+
+# --------------------------------------------------------------------------- the cell options
+_PROBLEM_OPTIONS = ("problem", "dim", "rank", "batch", "noise", "heterogeneity", "activation", "n_eval")
+_STEP_OPTIONS = ("tau", "c", "head_rule", "head_step", "beta_max", "alpha_max")
+_GRAPH_OPTIONS = ("algorithm", "topology", "weights", "gap", "p", "degree")
+
+
+def head_rule(text: str) -> str:
+    """'1/N', '1/sqrt(N)' or a positive number (the a in alpha = a beta / tau)."""
+    from deprl_theory.engine import parse_head_rule
+
+    try:
+        parse_head_rule(text, 2)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_problem_options(parser: argparse.ArgumentParser) -> None:
+    """The synthetic problem: kind, sizes, noise, heterogeneity."""
+    from deprl_theory.problems import ACTIVATIONS
+
+    g = parser.add_argument_group("problem")
+    g.add_argument("--problem", type=one_of(("linear", "nonlinear"), "problem"), default="linear",
+                   help="linear or nonlinear (default linear)")
+    g.add_argument("--dim", type=positive_int, default=20, help="input dimension d (default 20)")
+    g.add_argument("--rank", type=positive_int, default=3, help="representation rank r (default 3)")
+    g.add_argument("--batch", type=positive_int, default=10, help="minibatch size b (default 10)")
+    g.add_argument("--noise", type=nonneg_float, default=1.0, help="label noise std (default 1)")
+    g.add_argument("--heterogeneity", type=nonneg_float, default=1.0, help="spread of the true heads (default 1)")
+    g.add_argument("--activation", type=one_of(tuple(ACTIVATIONS), "activation"), default="tanh",
+                   help=f"non-linearity of the nonlinear problem: {', '.join(ACTIVATIONS)} (default tanh)")
+    g.add_argument("--n-eval", type=positive_int, default=500,
+                   help="evaluation sample per worker of the nonlinear problem (default 500)")
+
+
+def add_step_options(parser: argparse.ArgumentParser) -> None:
+    """The theory's step sizes: beta = c sqrt(N/K), alpha = a beta / tau, with stability caps."""
+    g = parser.add_argument_group("step sizes")
+    g.add_argument("--tau", type=positive_int, default=5, help="local head steps per round (default 5)")
+    g.add_argument("--c", type=positive_float, default=0.5, help="beta = c sqrt(N/K) (default 0.5)")
+    g.add_argument("--head-rule", type=head_rule, default="1/N",
+                   help="a in alpha = a beta / tau: '1/N' (default), '1/sqrt(N)' or a number")
+    g.add_argument("--head-step", type=positive_float, default=None,
+                   help="fixed head step alpha (overrides --head-rule)")
+    g.add_argument("--beta-max", type=positive_float, default=0.5,
+                   help="stability cap on beta, reported when it binds (default 0.5)")
+    g.add_argument("--alpha-max", type=positive_float, default=0.5, help="stability cap on alpha (default 0.5)")
+
+
+def add_graph_options(parser: argparse.ArgumentParser, default_topology: str) -> None:
+    """The algorithm and the gossip graph."""
+    from deprl_theory.engine import ALGORITHMS
+    from deprl_theory.graphs import TOPOLOGIES, WEIGHT_RULES
+
+    g = parser.add_argument_group("algorithm and graph")
+    g.add_argument("--algorithm", type=one_of(ALGORITHMS, "algorithm"), default="deprl",
+                   help=f"{', '.join(ALGORITHMS)} (default deprl)")
+    g.add_argument("--topology", type=one_of(TOPOLOGIES, "topology"), default=default_topology,
+                   help=f"graph family: {', '.join(TOPOLOGIES)} (default {default_topology})")
+    g.add_argument("--weights", type=one_of(WEIGHT_RULES, "weight rule"), default="metropolis",
+                   help=f"weight rule: {', '.join(WEIGHT_RULES)} (default metropolis)")
+    g.add_argument("--gap", type=unit_float, default=None, help="spectral gap g in (0, 1] of the exact_gap family")
+    g.add_argument("--p", type=unit_float, default=None, help="edge probability of erdos_renyi")
+    g.add_argument("--degree", type=positive_int, default=None, help="degree of random_regular")
+
+
+def cell_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The cell parameters the parsed options set (those of the option groups the command has)."""
+    out = {}
+    for name in _PROBLEM_OPTIONS + _STEP_OPTIONS + _GRAPH_OPTIONS:
+        if hasattr(args, name):
+            out[name] = getattr(args, name)
+    if "head_rule" in out:
+        out["head_rule"] = str(out["head_rule"])
+    return out

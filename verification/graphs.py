@@ -20,12 +20,12 @@ import numpy as np
 from deprl_theory.graphs import (
     TOPOLOGIES,
     WEIGHT_RULES,
-    _evaluate,
     adjacency,
     graph_adjacency,
     mixing_matrix,
+    mixing_report,
 )
-from verification._cli import ArgumentParser, dump_json, run_main
+from verification._cli import ArgumentParser, UsageError, dump_json, run_main, user_input
 
 PROG = "python -m verification.graphs"
 
@@ -55,11 +55,11 @@ def build_parser() -> ArgumentParser:
 
 def _read_adjacency(path: Path) -> np.ndarray:
     if not path.is_file():
-        raise ValueError(f"adjacency file {str(path)!r} does not exist")
+        raise UsageError(f"adjacency file {str(path)!r} does not exist")
     try:
-        data = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, ndmin=2)
+        data = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path, ndmin=2)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error
-        raise ValueError(f"cannot read adjacency file {str(path)!r}: {exc}") from None
+        raise UsageError(f"cannot read adjacency file {str(path)!r}: {str(exc).splitlines()[0]}") from None
     return graph_adjacency(data)
 
 
@@ -81,7 +81,7 @@ def report(args: Any) -> dict[str, Any]:
         else:
             w = mixing_matrix(graph, weights=args.weights, lazy=args.lazy)
         source = {"topology": args.topology}
-    result = _evaluate(w, graph, args.tol).as_dict()
+    result = mixing_report(w, graph, args.tol).as_dict()
     setup = {**source, "weights": args.weights, "lazy": args.lazy, "seed": args.seed,
              "params": params, "tol": args.tol}
     if source.get("topology") == "exact_gap":
@@ -110,7 +110,8 @@ def _format(rep: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    rep = report(args)
+    with user_input():
+        rep = report(args)
     print(dump_json(rep, indent=2) if args.json else _format(rep))
     return 0 if rep["ok"] else 1
 

@@ -1,0 +1,20 @@
+"""The experiments: what each verification runs, how its records are read, and what it concludes.
+
+* :mod:`.cells`      the sweep task (one cell x seeds) and its parameters
+* :mod:`.records`    one way to index sweep records
+* :mod:`.transient`  the one home of predicted and measured transients
+* :mod:`.speedup`    linear speedup: exponents, CIs, verdicts, K_eps
+* :mod:`.consensus`  consensus error and transient against the spectral gap
+* :mod:`.boundcheck` the symbolic bound against measurement
+
+Each experiment is a frozen *study* (what to run), a ``run_*`` function that
+runs the cached sweep, an ``analyse_*`` function that only reads records, and
+a frozen *result* with ``as_dict()``.
+"""
+from .cells import (CELL_DEFAULTS, OPTIONAL_KEYS, PROBLEM_KEYS, TASK_VERSION, build_mixing, cell_cost, cell_params,
+                    cell_problem, cell_rho, cell_steps, check_graphs, checked_rho, run_cell, simulate_cell,
+                    validate_result)
+
+__all__ = ["CELL_DEFAULTS", "OPTIONAL_KEYS", "PROBLEM_KEYS", "TASK_VERSION", "build_mixing", "cell_cost",
+           "cell_params", "cell_problem", "cell_rho", "cell_steps", "check_graphs", "checked_rho", "run_cell",
+           "simulate_cell", "validate_result"]

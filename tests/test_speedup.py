@@ -1,0 +1,224 @@
+"""The speedup experiment: analysis on planted records (no simulation), and the CLI end to end."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from deprl_theory.experiments import cell_params
+from deprl_theory.experiments.speedup import SpeedupStudy, analyse_speedup, rounds_to_accuracy
+from deprl_theory.experiments.transient import PredictedTransient
+
+NS, KS = (4, 8, 16, 32), (500, 1000, 2000, 4000)
+
+
+def planted_records(e_N=-0.5, e_K=-0.5, *, seeds=6, noise=0.03, transient=None, diverged=(), seed=0):
+    """Sweep records whose R, H, G follow A N^e_N K^e_K with log-normal seed noise.
+
+    ``transient`` (factor) multiplies the smallest K of every N; ``diverged``
+    lists (N, K, seed) runs marked as diverged.
+    """
+    rng = np.random.default_rng(seed)
+    records = []
+    for n in NS:
+        for k in KS:
+            for s in range(seeds):
+                value = 3.0 * n**e_N * k**e_K * np.exp(noise * rng.standard_normal())
+                if transient and k == KS[0]:
+                    value *= transient
+                bad = (n, k, s) in diverged
+                avg = {m: float("nan") if bad else value * f for m, f in (("R", 1), ("H", 2), ("G", 1.5), ("C", 0))}
+                records.append({"params": cell_params(N=n, K=k), "seed": s, "result": {
+                    "averages": avg, "final": avg, "diverged": bad, "diverged_round": 3 if bad else -1,
+                    "alpha": 0.01, "beta": 0.02, "step_rule": "rule", "rho": 0.5}})
+    return records
+
+
+def analyse(records, **study):
+    study = SpeedupStudy(n=NS, rounds=KS, seeds=6, boot=300, **study)
+    predicted = {n: PredictedTransient(10.0, "test") for n in NS}
+    return analyse_speedup(study, records, rho={n: 0.5 for n in NS}, predicted=predicted)
+
+
+def test_analysis_recovers_planted_exponents_and_keeps_the_json_keys():
+    result = analyse(planted_records())
+    fit = result.fits["R"].fit
+    assert fit.e_N == pytest.approx(-0.5, abs=0.02) and fit.e_K == pytest.approx(-0.5, abs=0.02)
+    assert result.verdict == "linear" and result.headline.metric == "R"
+    s = result.as_dict()
+    assert {"verdict", "metric", "reason", "exponents", "verdicts", "metrics"} <= set(s)
+    for m in ("R", "H", "G"):
+        assert set(s["metrics"][m]["speedup"]) == {"value", "ci"}
+        assert set(s["metrics"][m]) >= {"N", "K", "speedup", "verdict", "reason"}
+    # K_eps comes with the result whether or not figures are drawn
+    assert set(s["k_eps"]["G"]["K_eps"]) == {"4", "8", "16", "32"}
+    assert s["transient"]["4"]["grid_past_transient"] is True
+
+
+def test_transient_cells_are_trimmed_and_listed():
+    result = analyse(planted_records(transient=3.0))
+    assert {(e["N"], e["K"]) for e in result.excluded} == {(n, 500) for n in NS}
+    assert all(k != 500 for _, k in result.fit_cells)
+    assert result.fits["R"].fit.e_K == pytest.approx(-0.5, abs=0.03)
+    kept = analyse(planted_records(transient=3.0), transient_tol=0.0)
+    assert kept.excluded == [] and kept.fits["R"].fit.e_K < -0.6  # untrimmed, the transient biases e_K
+    by_factor = analyse(planted_records(), transient_tol=0.0, transient_factor=60.0)
+    assert {(e["N"], e["K"]) for e in by_factor.excluded} == {(n, 500) for n in NS}
+
+
+def test_a_cell_that_lost_every_seed_is_dropped_and_said():
+    diverged = {(4, 500, s) for s in range(6)} | {(8, 1000, 0)}
+    result = analyse(planted_records(diverged=diverged), transient_tol=0.0)
+    assert result.fits["G"].dropped == ((4, 500),)
+    assert len(result.diverged) == 7 and result.diverged[0]["round"] == 3
+
+
+def test_rounds_to_accuracy_follows_the_power_law():
+    table = {(n, k): np.array([1 / np.sqrt(n * k)]) for n in NS for k in KS}
+    k_eps = rounds_to_accuracy(table, eps=1 / np.sqrt(32 * 1000))
+    assert k_eps.k_eps[32] == pytest.approx(1000, rel=1e-9)
+    assert k_eps.speedup()[32] == pytest.approx(8.0, rel=1e-9)
+    assert k_eps.extrapolated[4] is True and k_eps.extrapolated[32] is False
+
+
+def test_study_checks_its_grid():
+    with pytest.raises(ValueError, match="three distinct"):
+        SpeedupStudy(n=(4, 8))
+    with pytest.raises(ValueError, match="unknown cell parameter"):
+        SpeedupStudy(cell={"colour": "red"})
+    with pytest.raises(ValueError, match="N = 12"):
+        SpeedupStudy(n=(4, 8, 12), cell={"topology": "hypercube"}).mixing_rates()
+    with pytest.raises(ValueError, match="symmetric"):
+        SpeedupStudy(cell={"topology": "star", "weights": "uniform"}).mixing_rates()
+
+
+# --------------------------------------------------------------------------- the command line
+QUICK = ["--n", "4", "8", "16", "--rounds", "200", "400", "800", "--seeds", "4", "--boot", "500", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def deprl_quick(tmp_path_factory):
+    from conftest import Cli
+
+    cwd = tmp_path_factory.mktemp("deprl")
+    res = Cli(cwd)("speedup", *QUICK, "--out", "out", "--json")
+    assert res.returncode == 0, res.stderr
+    return cwd / "out", json.loads(res.stdout), Cli(cwd)
+
+
+@pytest.mark.slow
+def test_deprl_shows_linear_speedup_of_the_representation(deprl_quick):
+    _, summary, _ = deprl_quick
+    assert summary["verdict"] == "linear", summary["metrics"]["R"]
+    # heads do not speed up under a = 1/N (their step shrinks with N): shown, not hidden
+    assert summary["verdicts"]["H"] in ("none", "inconclusive")
+    assert set(summary["verdicts"]) == {"R", "H", "G"}
+
+
+@pytest.mark.slow
+def test_summary_csv_and_figures_are_written(deprl_quick):
+    out, summary, _ = deprl_quick
+    for key in ("verdict", "exponents", "seconds", "settings", "provenance", "transient", "excluded_cells", "k_eps"):
+        assert key in summary
+    for name in ("N", "K", "speedup"):
+        value = summary["exponents"][name]
+        assert isinstance(value["value"], float) and len(value["ci"]) == 2
+    stored = json.loads((out / "summary.json").read_text())
+    assert stored["verdict"] == summary["verdict"]
+    with open(out / "speedup.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 * 3 * 4 * 4  # N x K x seeds x metrics (R, H, C, G)
+    assert {"N", "K", "seed", "metric", "value", "diverged", "alpha", "beta"} <= set(rows[0])
+    figs = {p.split("/")[-1] for p in summary["figures"]}
+    for kind in ("rate", "collapse", "speedup"):
+        assert f"speedup_{kind}_R.png" in figs and f"speedup_{kind}_R.pdf" in figs
+    assert all((out.parent / p).exists() for p in summary["figures"])
+
+
+@pytest.mark.slow
+def test_rerun_reads_the_cache_and_no_figures_keeps_k_eps(deprl_quick):
+    out, summary, cli = deprl_quick
+    res = cli("speedup", *QUICK, "--out", "out", "--json", "--no-figures")
+    again = json.loads(res.stdout)
+    assert again["sweep"]["computed"] == 0 and again["sweep"]["cached"] == 3 * 3 * 4
+    assert again["exponents"] == summary["exponents"]
+    assert again["k_eps"] == summary["k_eps"] and again["figures"] == []
+
+
+@pytest.mark.slow
+def test_local_training_gets_none(cli):
+    """The verdict is falsifiable: without communication there is no speedup."""
+    res = cli("speedup", *QUICK, "--algorithm", "local", "--out", "out", "--json", "--no-figures")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["verdict"] == "none", summary["metrics"]["R"]
+    assert summary["verdicts"]["G"] == "none"
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--n", "1", "4", "8"], ">= 2"),
+        (["--n", "8", "8"], "three distinct"),
+        (["--n", "4", "8"], "three distinct"),
+        (["--rounds", "-5", "100"], "positive"),
+        (["--topology", "moebius"], "unknown topology"),
+        (["--topology", "hypercube", "--n", "4", "8", "12"], "N = 12"),
+        (["--topology", "torus", "--n", "9", "16", "20"], "N = 20"),
+        (["--topology", "star", "--weights", "uniform"], "symmetric"),
+        (["--seeds", "1"], "at least 2 seeds"),
+        (["--n", "4", "8", "x"], "integer"),
+        (["--beta-max", "-1"], "positive"),
+        (["--n-eval", "0"], "positive"),
+        (["--transient-tol", "nan"], "finite"),
+        (["--head-rule", "banana"], "head rule"),
+        (["--head-step", "-1"], "positive"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line_and_write_nothing(cli, tmp_path, args, needle):
+    res = cli("speedup", *args, "--out", "out")
+    assert res.returncode == 2, res.stdout
+    assert len(res.error_lines) == 1, res.stderr
+    assert needle in res.error_lines[0]
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "figures").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_three_executors_give_identical_numbers(cli, tmp_path):
+    """Serial, local processes and a Dask cluster on loopback: the same numbers, cell by cell."""
+    distributed = pytest.importorskip("distributed")
+    small = ["--n", "4", "8", "16", "--rounds", "50", "100", "--seeds", "2", "--boot", "100", "--no-progress",
+             "--no-figures", "--json"]
+    serial = cli("speedup", *small, "-j", "1", "--out", "serial")
+    procs = cli("speedup", *small, "-j", "2", "--out", "procs")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1") as cluster:
+        dask = cli.subprocess("speedup", *small, "--scheduler", cluster.scheduler_address, "--out", "dask")
+    outs = []
+    for res in (serial, procs, dask):
+        assert res.returncode == 0, res.stderr
+        outs.append(json.loads(res.stdout))
+    assert [o["sweep"]["executor"] for o in outs] == ["serial", "processes", "dask"]
+    tables = []
+    for name in ("serial", "procs", "dask"):
+        with open(tmp_path / name / "speedup.csv") as fh:
+            tables.append(sorted((r["N"], r["K"], r["seed"], r["metric"], r["value"]) for r in csv.DictReader(fh)))
+    assert tables[0] == tables[1] == tables[2]
+    assert outs[0]["exponents"] == outs[1]["exponents"] == outs[2]["exponents"]
+
+
+def test_diverging_runs_are_recorded_and_the_sweep_goes_on(cli):
+    res = cli("speedup", "--n", "4", "8", "16", "--rounds", "100", "200", "--seeds", "2", "--boot", "100",
+              "--c", "20", "--beta-max", "100", "--head-step", "1.5", "--alpha-max", "10",
+              "--no-progress", "--no-figures", "--json", "--out", "out", "-j", "1")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert len(summary["diverged"]) == 3 * 2 * 2
+    first = summary["diverged"][0]
+    assert first["alpha"] == 1.5 and first["beta"] > 1 and first["round"] >= 1
+    assert summary["verdict"] == "inconclusive"
+    assert "divergence" in summary["reason"]
