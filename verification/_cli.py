@@ -274,13 +274,13 @@ def add_step_options(parser: argparse.ArgumentParser) -> None:
 def add_graph_options(parser: argparse.ArgumentParser, default_topology: str) -> None:
     """The algorithm and the gossip graph."""
     from deprl_theory.engine import ALGORITHMS
-    from deprl_theory.graphs import TOPOLOGIES, WEIGHT_RULES
+    from deprl_theory.graphs import TOPOLOGIES, WEIGHT_RULES, topology_help
 
     g = parser.add_argument_group("algorithm and graph")
     g.add_argument("--algorithm", type=one_of(ALGORITHMS, "algorithm"), default="deprl",
                    help=f"{', '.join(ALGORITHMS)} (default deprl)")
     g.add_argument("--topology", type=one_of(TOPOLOGIES, "topology"), default=default_topology,
-                   help=f"graph family: {', '.join(TOPOLOGIES)} (default {default_topology})")
+                   help=f"graph family (default {default_topology}): {topology_help()}")
     g.add_argument("--weights", type=one_of(WEIGHT_RULES, "weight rule"), default="metropolis",
                    help=f"weight rule: {', '.join(WEIGHT_RULES)} (default metropolis)")
     g.add_argument("--gap", type=unit_float, default=None, help="spectral gap g in (0, 1] of the exact_gap family")

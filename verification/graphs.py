@@ -24,6 +24,7 @@ from deprl_theory.graphs import (
     graph_adjacency,
     mixing_matrix,
     mixing_report,
+    topology_help,
 )
 from verification._cli import ArgumentParser, UsageError, dump_json, run_main, user_input
 
@@ -37,7 +38,7 @@ def build_parser() -> ArgumentParser:
     )
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--topology", default="ring",
-                     help=f"one of {', '.join(TOPOLOGIES)} (default: ring)")
+                     help=f"graph family (default: ring): {topology_help()}")
     src.add_argument("--adjacency", metavar="FILE", type=Path,
                      help="0/1 adjacency matrix (.npy, or text readable by numpy.loadtxt)")
     parser.add_argument("--n", type=int, help="number of workers N (required with --topology)")

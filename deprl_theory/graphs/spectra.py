@@ -1,0 +1,120 @@
+"""Spectra of mixing matrices: the mixing rate rho = ||W - 11^T/n||_2 and the spectral gap 1 - rho."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, eigsh, svds
+
+from .weights import ArrayOrSparse
+
+__all__ = ["DENSE_MAX", "mixing_rate", "spectral_gap"]
+
+#: above this n the spectral norm is computed iteratively (ARPACK) instead of by a full
+#: dense eigendecomposition; below it a sparse W is densified (cheaper and exact)
+DENSE_MAX = 1024
+
+
+def _square(W: Any) -> ArrayOrSparse:
+    if sp.issparse(W):
+        if W.ndim != 2 or W.shape[0] != W.shape[1]:
+            raise ValueError(f"W must be a square matrix, got shape {W.shape}")
+        return sp.csr_array(W, dtype=float)
+    w = np.asarray(W, dtype=float)
+    if w.ndim != 2 or w.shape[0] != w.shape[1]:
+        raise ValueError(f"W must be a square matrix, got shape {w.shape}")
+    return w
+
+
+def _rho_dense(w: np.ndarray) -> float:
+    m = w - 1.0 / w.shape[0]
+    if np.allclose(w, w.T, rtol=0.0, atol=1e-12):
+        m = (m + m.T) / 2.0
+        return float(np.max(np.abs(np.linalg.eigvalsh(m))))
+    return float(np.linalg.norm(m, 2))
+
+
+def _rho_iterative(w: ArrayOrSparse) -> float:
+    n = w.shape[0]
+    asym = abs(w - w.T).max() if sp.issparse(w) else np.max(np.abs(w - w.T))
+    op = LinearOperator(
+        (n, n),
+        matvec=lambda x: w @ x - x.mean(axis=0),
+        rmatvec=lambda x: w.T @ x - x.mean(axis=0),
+        dtype=float,
+    )
+    # A fixed start vector keeps the result deterministic.
+    v0 = np.cos(np.arange(n) * 1.2345 + 0.1)
+    if asym <= 1e-12:
+        vals = eigsh(op, k=1, which="LM", v0=v0, return_eigenvectors=False, maxiter=20 * n)
+        return float(abs(vals[0]))
+    s = svds(op, k=1, v0=v0, return_singular_vectors=False, maxiter=20 * n)
+    return float(s[0])
+
+
+def mixing_rate(W: Any, *, method: Literal["auto", "dense", "sparse"] = "auto") -> float:
+    """Mixing rate ``rho = ||W - 11^T/n||_2``.
+
+    One gossip step shrinks the disagreement ``x - mean(x)`` by at least ``rho``
+    when ``W`` is doubly stochastic.
+
+    Parameters
+    ----------
+    W : numpy.ndarray or scipy.sparse matrix
+        Square matrix.
+    method : {"auto", "dense", "sparse"}
+        ``"dense"``: symmetric eigensolver (``numpy.linalg.eigvalsh``) when ``W`` is
+        symmetric, else the matrix 2-norm.  ``"sparse"``: ARPACK (``eigsh``, or
+        ``svds`` for nonsymmetric ``W``) on the operator ``x -> W x - mean(x) 1``.
+        ``"auto"`` uses dense up to ``n = 1024`` and sparse beyond.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(mixing_rate(mixing_matrix("hypercube", 8)), 12)
+    0.5
+    """
+    w = _square(W)
+    n = w.shape[0]
+    if method not in ("auto", "dense", "sparse"):
+        raise ValueError(f"method must be 'auto', 'dense' or 'sparse', got {method!r}")
+    if method == "auto":
+        method = "dense" if n <= DENSE_MAX else "sparse"
+    if method == "sparse" and n < 3:
+        method = "dense"  # ARPACK needs k < n - 1
+    if method == "dense":
+        dense = w.toarray() if sp.issparse(w) else w
+        if not np.all(np.isfinite(dense)):
+            raise ValueError("W has non-finite entries")
+        return _rho_dense(dense)
+    if not np.all(np.isfinite(w.data if sp.issparse(w) else w)):
+        raise ValueError("W has non-finite entries")
+    return _rho_iterative(w)
+
+
+def spectral_gap(W: Any, *, method: Literal["auto", "dense", "sparse"] = "auto") -> float:
+    """Spectral gap ``1 - ||W - 11^T/n||_2`` (``1 - rho``).
+
+    Parameters
+    ----------
+    W : numpy.ndarray or scipy.sparse matrix
+        Square matrix.
+    method : {"auto", "dense", "sparse"}
+        See :func:`mixing_rate`.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(spectral_gap(mixing_matrix("complete", 6)), 12)
+    1.0
+    >>> round(spectral_gap(mixing_matrix("star", 5)), 12)
+    0.2
+    """
+    return 1.0 - mixing_rate(W, method=method)
