@@ -35,7 +35,7 @@ def test_cells_cover_gaps_reference_and_topologies():
     with pytest.raises(ValueError, match="two gaps"):
         ConsensusStudy(8, gaps=(0.5, 1.0))
     with pytest.raises(ValueError, match="torus"):
-        ConsensusStudy(8, topologies=("torus",)).check_graphs()
+        ConsensusStudy(8, topologies=("torus",)).check()
 
 
 def test_cli_quick_json_end_to_end(cli, tmp_path):

@@ -22,7 +22,7 @@ from deprl_theory.io import to_jsonable
 from deprl_theory.sweep import SweepOptions, choose_executor
 
 __all__ = ["ArgumentParser", "UsageError", "run_main", "dump_json", "user_input", "positive_int", "nonneg_int",
-           "positive_float", "nonneg_float", "finite_float", "unit_float", "fraction", "output_dir",
+           "positive_float", "nonneg_float", "finite_float", "unit_float", "fraction", "margin", "output_dir",
            "add_sweep_options", "sweep_options", "close_options", "one_of", "SCHEDULER_TIMEOUT"]
 
 #: seconds to wait for a Dask scheduler before giving up with a one-line error
@@ -130,6 +130,14 @@ def unit_float(text: str) -> float:
     return value
 
 
+def margin(text: str) -> float:
+    """A number in [0, 1)."""
+    value = finite_float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
 def fraction(text: str) -> float:
     """A number in (0, 1)."""
     value = finite_float(text)
@@ -223,7 +231,7 @@ def one_of(names: Sequence[str], what: str) -> Callable[[str], str]:
 
 
 # --------------------------------------------------------------------------- the cell options
-_PROBLEM_OPTIONS = ("problem", "dim", "rank", "batch", "noise", "heterogeneity", "activation", "n_eval")
+_PROBLEM_OPTIONS = ("problem", "dim", "rank", "batch", "noise", "heterogeneity", "heads", "activation", "n_eval")
 _STEP_OPTIONS = ("tau", "c", "head_rule", "head_step", "beta_max", "alpha_max")
 _GRAPH_OPTIONS = ("algorithm", "topology", "weights", "gap", "p", "degree")
 
@@ -241,7 +249,7 @@ def head_rule(text: str) -> str:
 
 def add_problem_options(parser: argparse.ArgumentParser) -> None:
     """The synthetic problem: kind, sizes, noise, heterogeneity."""
-    from deprl_theory.problems import ACTIVATIONS
+    from deprl_theory.problems import ACTIVATIONS, HEAD_DESIGNS
 
     g = parser.add_argument_group("problem")
     g.add_argument("--problem", type=one_of(("linear", "nonlinear"), "problem"), default="linear",
@@ -251,6 +259,9 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", type=positive_int, default=10, help="minibatch size b (default 10)")
     g.add_argument("--noise", type=nonneg_float, default=1.0, help="label noise std (default 1)")
     g.add_argument("--heterogeneity", type=nonneg_float, default=1.0, help="spread of the true heads (default 1)")
+    g.add_argument("--heads", type=one_of(HEAD_DESIGNS, "heads design"), default="balanced",
+                   help="true heads: balanced (whitened: the same task diversity for every N; needs N >= rank) "
+                        "or iid (default balanced)")
     g.add_argument("--activation", type=one_of(tuple(ACTIVATIONS), "activation"), default="tanh",
                    help=f"non-linearity of the nonlinear problem: {', '.join(ACTIVATIONS)} (default tanh)")
     g.add_argument("--n-eval", type=positive_int, default=500,

@@ -76,7 +76,7 @@ def study_from(args) -> BoundCheckStudy:
                                 rounds=tuple(args.rounds or ([200, 800] if args.quick else [250, 500, 1000, 2000])),
                                 seeds=args.seeds if args.seeds is not None else (2 if args.quick else 3),
                                 base_seed=args.seed, cell={**cell_overrides(args), "topology": args.topology})
-        study.check_graphs()
+        study.check()
     return study
 
 

@@ -62,7 +62,7 @@ def study_from(args) -> ConsensusStudy:
             rounds=tuple(args.rounds if args.rounds is not None else q.get("rounds", DEFAULT_ROUNDS)),
             seeds=args.seeds if args.seeds is not None else q.get("seeds", 4), base_seed=args.seed,
             cell=cell_overrides(args), factor=args.factor)
-        study.check_graphs()
+        study.check()
     return study
 
 

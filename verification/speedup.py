@@ -20,9 +20,10 @@ from typing import Sequence
 from deprl_theory.experiments.records import run_rows
 from deprl_theory.experiments.speedup import (DEFAULT_ROUNDS, FIT_METRICS, QUICK_ROUNDS, SpeedupResult, SpeedupStudy,
                                               run_speedup)
+from deprl_theory.rates import DEFAULT_MARGIN
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
 from verification._cli import (ArgumentParser, add_graph_options, add_problem_options, add_step_options,
-                               add_sweep_options, cell_overrides, close_options, dump_json, nonneg_float,
+                               add_sweep_options, cell_overrides, close_options, dump_json, margin, nonneg_float,
                                one_of, positive_int, run_main, sweep_options, user_input)
 
 PROG = "python -m verification.speedup"
@@ -42,9 +43,14 @@ def build_parser() -> ArgumentParser:
     add_step_options(p)
     add_problem_options(p)
     o = p.add_argument_group("analysis")
-    o.add_argument("--metric", type=one_of(FIT_METRICS, "metric"), default="R",
-                   help="metric of the headline verdict (default R, the representation)")
-    o.add_argument("--boot", type=positive_int, default=2000, help="bootstrap replicates (default 2000)")
+    o.add_argument("--metric", type=one_of(FIT_METRICS, "metric"), default="G",
+                   help="metric of the headline verdict (default G, the full stationarity the theorem bounds)")
+    o.add_argument("--margin", type=margin, default=DEFAULT_MARGIN,
+                   help=f"equivalence margin m of the verdict: linear needs the CI's lower end within 1 +- m "
+                        f"(default {DEFAULT_MARGIN})")
+    o.add_argument("--until-decisive", action="store_true",
+                   help="add seeds in batches (reusing the cache) until the headline verdict is not inconclusive")
+    o.add_argument("--max-seeds", type=positive_int, default=64, help="seed limit of --until-decisive (default 64)")
     o.add_argument("--transient-tol", type=nonneg_float, default=0.15,
                    help="measured transient: drop the smallest K of an N while the local log-log slope differs "
                         "from that N's tail slope by more than this (default 0.15; 0 keeps every cell)")
@@ -60,10 +66,11 @@ def study_from(args) -> SpeedupStudy:
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS)
     with user_input():
         study = SpeedupStudy(n=tuple(args.n), rounds=tuple(rounds), seeds=args.seeds or (4 if args.quick else 8),
-                             base_seed=args.seed, cell=cell_overrides(args), metric=args.metric, boot=args.boot,
+                             base_seed=args.seed, cell=cell_overrides(args), metric=args.metric, margin=args.margin,
                              transient_tol=args.transient_tol, transient_factor=args.transient_factor)
-    with user_input("--topology"):
-        study.mixing_rates()  # every graph is built and checked before anything runs
+        if args.until_decisive and args.max_seeds < study.seeds:
+            raise ValueError(f"--max-seeds {args.max_seeds} is below --seeds {study.seeds}")
+        study.check()  # every graph and problem is built and checked before anything runs
     return study
 
 
@@ -95,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     study = study_from(args)
     options, out, figures = sweep_options(args, DEFAULT_OUT)
     try:
-        result, sweep = run_speedup(study, options)
+        result, sweep = run_speedup(study, options, until_decisive=args.until_decisive, max_seeds=args.max_seeds)
     finally:
         close_options(options)
     for f in sweep.failures:
@@ -105,25 +112,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _f(x) -> str:
+    if x is None:
+        return "   nan"
+    return f"{x:+.3f}" if abs(x) < 100 else f"{x:+.0e}"
+
+
+def _ci(c) -> str:
+    return "[   nan,    nan]" if c[0] is None or c[1] is None else f"[{_f(c[0])}, {_f(c[1])}]"
+
+
 def _table(summary: dict) -> list[str]:
     fits = summary["metrics"]
     lines = [f"{'metric':<7}{'e_N':>8}  {'95% CI':<18}{'e_K':>8}  {'95% CI':<18}{'s=e_N/e_K':>10}  "
              f"{'95% CI':<18}verdict"]
-
-    def f(x):
-        if x is None:
-            return "   nan"
-        return f"{x:+.2f}" if abs(x) < 100 else f"{x:+.0e}"
-
-    def ci(c):
-        return "[  nan,   nan]" if c[0] is None else f"[{f(c[0])}, {f(c[1])}]"
-
     for m in FIT_METRICS:
         d = fits[m]
         star = " <- headline" if m == summary["metric"] else ""
-        lines.append(f"{m:<7}{f(d['N']['value']):>8}  {ci(d['N']['ci']):<18}{f(d['K']['value']):>8}  "
-                     f"{ci(d['K']['ci']):<18}{f(d['speedup']['value']):>10}  {ci(d['speedup']['ci']):<18}"
+        lines.append(f"{m:<7}{_f(d['N']['value']):>8}  {_ci(d['N']['ci']):<18}{_f(d['K']['value']):>8}  "
+                     f"{_ci(d['K']['ci']):<18}{_f(d['speedup']['value']):>10}  {_ci(d['speedup']['ci']):<18}"
                      f"{d['verdict']}{star}")
+    for m in FIT_METRICS:
+        u = fits[m].get("untrimmed")
+        if u is not None:
+            lines.append(f"  {m} over all cells (untrimmed): s = {_f(u['speedup']['value'])} "
+                         f"{_ci(u['speedup']['ci'])}, e_K = {_f(u['K']['value'])} -> {u['verdict']}")
+    s = summary["settings"]
+    lines.append(f"intervals: {s['intervals']['method']}; verdict margin m = {s['margin']:g}")
+    return lines
+
+
+def _diagnostics(summary: dict) -> list[str]:
+    lines = ["scales at the largest K (the rescaling (Phi, theta) -> (c Phi, theta/c) moves R, not F):"]
+    for n, d in summary["diagnostics"].items():
+        lines.append(f"  N = {n:>4}: mean ||theta_i|| = {d['theta']:.3f}, ||phibar||_F = {d['phibar']:.3f}")
+    gt = summary["ground_truth"]
+    parts = [f"{name} e_N {_f(g['N']['value'])} e_K {_f(g['K']['value'])}" for name, g in gt.items() if "N" in g]
+    if parts:
+        lines.append("ground-truth cross-check (final values, scale invariant): " + "; ".join(parts))
     return lines
 
 
@@ -155,13 +181,19 @@ def render(summary: dict) -> str:
         f"d={s['dim']} r={s['rank']} b={s['batch']} tau={s['tau']} noise={s['noise']}",
         f"grid: N = {s['n']}, K = {s['rounds']}, {s['seeds']} seeds (base seed {s['base_seed']}); "
         f"step rule: {s['step_rule']}", "", *_table(summary), "", *_transient(summary)]
+    if "superlinear" in summary["verdicts"].values() or not summary["metrics"][summary["metric"]].get("asymptotic", True):
+        lines += _diagnostics(summary)
     if summary["diverged"]:
         lines.append(f"diverged runs: {len(summary['diverged'])} (recorded with their step sizes in summary.json)")
+    if summary["stopping"]:
+        st = summary["stopping"]
+        lines.append(f"--until-decisive: seeds tried {st['seeds_tried']}; stopped because {st['why']}")
     figs = summary["figures"]
     lines += [
         "",
         f"verdict ({summary['metric']}): {summary['verdict'].upper()} -- {summary['reason']}",
-        "per metric: " + ", ".join(f"{m} {v}" for m, v in summary["verdicts"].items()),
+        "per metric: " + ", ".join(f"{m} {v}" + ("" if summary["converges"][m] is not False else " (no convergence)")
+                                   for m, v in summary["verdicts"].items()),
         f"results: {summary['outputs']['csv']}, {summary['outputs']['summary']}; "
         f"{len(figs)} figure files in {Path(figs[0]).parent if figs else '-'}",
         f"sweep: {summary['sweep']['computed']} runs computed, {summary['sweep']['cached']} from cache; "

@@ -30,7 +30,7 @@ from ..bound import (Bound, default_bound, evaluate, evaluate_expr, leading_term
                      term_exponents, theory_step_rule, transient_K0)
 from ..constants import estimate_constants
 from ..sweep import SweepOptions, run_sweep
-from .cells import TASK_VERSION, cell_cost, cell_params, cell_problem, check_graphs, simulate_cell, validate_result
+from .cells import TASK_VERSION, cell_cost, cell_params, cell_problem, check_cells, simulate_cell, validate_result
 
 __all__ = ["MEASURED", "KNOWN_CONSTANTS", "BoundSpec", "bound_from_spec", "SymbolicAnalysis", "symbolic_analysis",
            "BoundCheckStudy", "BoundPoint", "BoundCheckResult", "analyse_boundcheck", "run_boundcheck",
@@ -168,9 +168,9 @@ class BoundCheckStudy:
     def cells(self) -> list[dict]:
         return [cell_params(N=n, K=k, **self.cell) for n in self.n for k in self.rounds]
 
-    def check_graphs(self) -> None:
+    def check(self) -> None:
         """Build and check (A4) the W of every N before anything runs; ValueError naming the first that fails."""
-        check_graphs(self.cells(), self.base_seed)
+        check_cells(self.cells(), self.base_seed)
 
     def settings(self) -> dict[str, Any]:
         p = cell_params(**self.cell)

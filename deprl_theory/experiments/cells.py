@@ -25,10 +25,10 @@ from ..problems import Problem, make_problem
 from ..sweep import cell_seed
 
 __all__ = ["CELL_DEFAULTS", "OPTIONAL_KEYS", "PROBLEM_KEYS", "TASK_VERSION", "simulate_cell", "run_cell", "cell_problem",
-           "cell_params", "cell_steps", "build_mixing", "cell_rho", "checked_rho", "check_graphs", "cell_cost", "validate_result"]
+           "cell_params", "cell_steps", "build_mixing", "cell_rho", "checked_rho", "check_cells", "cell_cost", "validate_result"]
 
 #: bump when simulate_cell's numbers change (part of every cache key)
-TASK_VERSION = "2"
+TASK_VERSION = "3"
 
 #: every parameter of a cell, with its default
 CELL_DEFAULTS: dict[str, Any] = {
@@ -49,6 +49,7 @@ CELL_DEFAULTS: dict[str, Any] = {
     "rank": 3,
     "noise": 1.0,
     "heterogeneity": 1.0,
+    "heads": "balanced",
     "activation": "tanh",
     "n_eval": 500,
     "beta_max": 0.5,
@@ -61,7 +62,7 @@ CELL_DEFAULTS: dict[str, Any] = {
 OPTIONAL_KEYS = ("p", "degree")
 
 #: the parameters that define the problem instance (not the run)
-PROBLEM_KEYS = ("problem", "dim", "rank", "noise", "heterogeneity", "activation", "n_eval", "batch")
+PROBLEM_KEYS = ("problem", "dim", "rank", "noise", "heterogeneity", "heads", "activation", "n_eval", "batch")
 
 #: the metrics a cell's trace keeps
 _TRACE_METRICS = ("R", "H", "C", "G")
@@ -129,16 +130,31 @@ def checked_rho(params: Mapping[str, Any], base_seed: int = 0) -> float:
     return cell_rho(params, W)
 
 
-def check_graphs(cells: Sequence[Mapping[str, Any]], base_seed: int = 0) -> dict[tuple, float]:
-    """:func:`checked_rho` once per distinct graph of ``cells``: every W is built and checked before a run.
+def check_cells(cells: Sequence[Mapping[str, Any]], base_seed: int = 0) -> dict[tuple, float]:
+    """Check every cell before anything runs: each distinct graph is built and checked (A4), each distinct
+    problem is drawn for one seed (sizes, head design against N, ...).
 
     Returns rho per ``(algorithm, topology, weights, gap, N)``.
+
+    Raises
+    ------
+    ValueError
+        Naming the first cell that cannot run and why.
     """
     out: dict[tuple, float] = {}
+    problems = set()
     for params in cells:
         key = (params["algorithm"], params["topology"], params.get("weights"), params.get("gap"), params["N"])
         if key not in out:
             out[key] = checked_rho(params, base_seed)
+        p = {**CELL_DEFAULTS, **params}
+        problem_key = (int(p["N"]),) + tuple(p[k] for k in PROBLEM_KEYS)
+        if problem_key not in problems:
+            problems.add(problem_key)
+            try:
+                cell_problem(p, (0,), base_seed)
+            except ValueError as exc:
+                raise ValueError(f"N = {p['N']}: {exc}") from None
     return out
 
 
@@ -158,7 +174,8 @@ def cell_problem(params: Mapping[str, Any], seeds: Sequence[int], base_seed: int
     key = tuple((k, p[k]) for k in PROBLEM_KEYS)
     return make_problem(
         p["problem"], int(p["N"]), dim=p["dim"], rank=p["rank"], noise=p["noise"], batch=p["batch"],
-        heterogeneity=p["heterogeneity"], activation=p["activation"] or "tanh", n_eval=p["n_eval"] or 500,
+        heterogeneity=p["heterogeneity"], heads=p["heads"], activation=p["activation"] or "tanh",
+        n_eval=p["n_eval"] or 500,
         seed=[derive_seed(base_seed, "problem", key, int(j)) for j in seeds],
     )
 
@@ -201,6 +218,9 @@ def simulate_cell(params: Mapping[str, Any], seeds: tuple, base_seed: int) -> di
     """
     res, rho = run_cell(params, seeds, base_seed)
     steps = res.steps
+    with np.errstate(all="ignore"):  # a diverged seed's parameters are NaN
+        head_norm = np.linalg.norm(res.theta, axis=-1).mean(axis=1)
+        rep_norm = np.linalg.norm(res.B.mean(axis=1), axis=(-2, -1))
     out = {}
     for pos, j in enumerate(seeds):
         out[int(j)] = {
@@ -215,6 +235,9 @@ def simulate_cell(params: Mapping[str, Any], seeds: tuple, base_seed: int) -> di
             "rho": rho,
             "spectral_gap": 1.0 - rho,
             "seconds": res.seconds / len(seeds),
+            # the model's rescaling symmetry (Phi, theta) -> (c Phi, theta / c) leaves F alone but not R:
+            # the final scales show it at work
+            "norms": {"theta": float(head_norm[pos]), "phibar": float(rep_norm[pos])},
             "trace": {"round": list(map(int, res.trace["round"])),
                       **{m: [float(x) for x in res.trace[m][pos]] for m in _TRACE_METRICS}},
         }
@@ -266,6 +289,11 @@ def validate_result(result: Mapping[str, Any]) -> None:
     lengths = {k: len(v) for k, v in trace.items() if isinstance(v, list)}
     if set(trace) != {"round", *_TRACE_METRICS} or len(set(lengths.values())) != 1:
         raise ValueError(f"'trace' has the wrong keys or lengths: {lengths}")
+    norms = result.get("norms")
+    if not isinstance(norms, Mapping) or set(norms) != {"theta", "phibar"}:
+        raise ValueError("'norms' must hold 'theta' and 'phibar'")
+    for key, value in norms.items():
+        _number(value, f"'norms.{key}'", finite=not diverged)
     if not isinstance(result.get("step_rule"), str):
         raise ValueError("'step_rule' must be a string")
     np.asarray(trace["round"], dtype=float)  # numbers only

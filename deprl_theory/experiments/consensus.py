@@ -37,7 +37,7 @@ import numpy as np
 from ..constants import estimate_constants
 from ..rates import SlopeFit, fit_slope
 from ..sweep import SweepOptions, run_sweep
-from .cells import TASK_VERSION, cell_cost, cell_params, cell_problem, check_graphs, simulate_cell, validate_result
+from .cells import TASK_VERSION, cell_cost, cell_params, cell_problem, check_cells, simulate_cell, validate_result
 from .records import metric_table
 from .transient import measured_transient, template_K0, template_transient
 
@@ -113,9 +113,9 @@ class ConsensusStudy:
             cells.append(cell_params(N=n, K=self.rounds[-1], topology=name, **extra))
         return cells
 
-    def check_graphs(self) -> None:
+    def check(self) -> None:
         """Build and check (A4) the W of every cell's graph at N; ValueError naming the first that fails."""
-        check_graphs(self.cells(), self.base_seed)
+        check_cells(self.cells(), self.base_seed)
 
     def settings(self) -> dict[str, Any]:
         p = cell_params(**self.cell)

@@ -13,14 +13,14 @@ without simulating anything. Everything comes back as a :class:`SpeedupResult`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..rates import RateFit, Verdict, fit_rate, speedup_verdict
+from ..rates import CI_METHOD, DEFAULT_MARGIN, RateFit, Verdict, fit_rate, speedup_verdict
 from ..sweep import SweepOptions, run_sweep
-from .cells import TASK_VERSION, cell_cost, cell_params, checked_rho, simulate_cell, validate_result
+from .cells import TASK_VERSION, cell_cost, cell_params, check_cells, checked_rho, simulate_cell, validate_result
 from .records import diverged_runs, metric_table, step_table
 from .transient import PredictedTransient, predict_transient, transient_cells
 
@@ -49,10 +49,10 @@ class SpeedupStudy:
     cell : mapping
         Cell parameters shared by every cell (algorithm, topology, problem, ...;
         see :func:`~deprl_theory.experiments.cell_params`).
-    metric : {"R", "H", "G"}
-        Metric of the headline verdict.
-    boot : int
-        Bootstrap replicates.
+    metric : {"G", "R", "H"}
+        Metric of the headline verdict; G, the full stationarity the theorem bounds, by default.
+    margin : float
+        Equivalence margin m of the verdict (see :func:`~deprl_theory.rates.speedup_verdict`).
     transient_tol : float
         Measured transient: drop the smallest K of an N while its local slope
         differs from that N's tail slope by more than this (0 keeps every cell).
@@ -65,8 +65,8 @@ class SpeedupStudy:
     seeds: int = 8
     base_seed: int = 0
     cell: Mapping[str, Any] = field(default_factory=dict)
-    metric: str = "R"
-    boot: int = 2000
+    metric: str = "G"
+    margin: float = DEFAULT_MARGIN
     transient_tol: float = 0.15
     transient_factor: float = 0.0
 
@@ -84,6 +84,8 @@ class SpeedupStudy:
             raise ValueError("need at least two distinct K to fit the K exponent")
         if self.seeds < 2:
             raise ValueError(f"need at least 2 seeds to bootstrap, got {self.seeds}")
+        if not 0 <= self.margin < 1:
+            raise ValueError(f"margin must lie in [0, 1), got {self.margin}")
         if self.metric not in FIT_METRICS:
             raise ValueError(f"metric must be one of {', '.join(FIT_METRICS)}, got {self.metric!r}")
         cell_params(**self.cell)  # unknown cell parameters fail here
@@ -95,6 +97,10 @@ class SpeedupStudy:
     @property
     def algorithm(self) -> str:
         return cell_params(**self.cell)["algorithm"]
+
+    def check(self) -> None:
+        """Check every cell before anything runs (graphs against A4, problems against their sizes)."""
+        check_cells(self.cells(), self.base_seed)
 
     def mixing_rates(self) -> dict[int, float]:
         """rho per N; builds and checks every graph first, so a W that cannot be built or breaks A4 fails here.
@@ -112,20 +118,32 @@ class SpeedupStudy:
         p = cell_params(**self.cell)
         out = {"n": list(self.n), "rounds": list(self.rounds), "seeds": self.seeds, "base_seed": self.base_seed}
         for key in ("problem", "topology", "weights", "gap", "algorithm", "tau", "c", "head_rule", "head_step",
-                    "batch", "dim", "rank", "noise", "heterogeneity", "activation"):
+                    "batch", "dim", "rank", "noise", "heterogeneity", "heads", "activation"):
             out[key] = p[key]
-        out["bootstrap"] = {"replicates": self.boot, "level": 0.95, "over": "seeds"}
+        out["margin"] = self.margin
+        out["intervals"] = {"method": CI_METHOD, "level": 0.95}
         return out
+
+    def with_seeds(self, seeds: int) -> "SpeedupStudy":
+        """The same study with another number of seeds (seed j is the same run in both)."""
+        return replace(self, seeds=int(seeds))
 
 
 @dataclass(frozen=True)
 class MetricFit:
-    """The fit of one metric and the verdict read from it; ``fit`` is None when no fit was possible."""
+    """The fit of one metric and the verdict read from it; ``fit`` is None when no fit was possible.
+
+    ``dropped`` lists the cells left out because a seed diverged there (a
+    whole cell goes, for every seed: keeping its survivors would favour the
+    easy seeds). ``untrimmed`` is the fit over every cell when transient cells
+    were trimmed, shown beside the trimmed one.
+    """
 
     metric: str
     fit: RateFit | None
     verdict: Verdict
     dropped: tuple[tuple[int, int], ...] = ()
+    untrimmed: "MetricFit | None" = None
 
     def as_dict(self) -> dict[str, Any]:
         if self.fit is None:
@@ -134,7 +152,8 @@ class MetricFit:
         else:
             out = self.fit.as_dict()
         out.update(self.verdict.as_dict())
-        out["cells_dropped_all_diverged"] = [list(k) for k in self.dropped]
+        out["cells_dropped_diverged"] = [list(k) for k in self.dropped]
+        out["untrimmed"] = None if self.untrimmed is None else self.untrimmed.as_dict()
         return out
 
 
@@ -219,6 +238,15 @@ class SpeedupResult:
         Counts and timing of the sweep.
     records : list of dict
         The sweep records analysed (for the long CSV table).
+    diagnostics : dict N -> dict
+        Mean final head norm ||theta_i|| and representation norm ||phibar||_F at
+        the largest K: the rescaling (Phi, theta) -> (c Phi, theta / c) that
+        moves R but not F shows here.
+    ground_truth : dict
+        Exponents of the final subspace distance and excess risk (scale
+        invariant), a cross-check.
+    stopping : dict
+        With ``until_decisive``: the seeds tried and why it stopped.
     """
 
     study: SpeedupStudy
@@ -234,6 +262,9 @@ class SpeedupResult:
     step_rule: str | None
     sweep: dict[str, Any]
     records: list = field(default_factory=list, repr=False)
+    diagnostics: dict[int, dict[str, float]] = field(default_factory=dict)
+    ground_truth: dict[str, Any] = field(default_factory=dict)
+    stopping: dict[str, Any] = field(default_factory=dict)
 
     @property
     def headline(self) -> MetricFit:
@@ -264,6 +295,10 @@ class SpeedupResult:
             "diverged": self.diverged,
             "sweep": self.sweep,
             "k_eps": {m: k.as_dict() for m, k in self.k_eps.items()},
+            "converges": {m: metrics[m]["converges"] for m in FIT_METRICS},
+            "diagnostics": {str(n): v for n, v in self.diagnostics.items()},
+            "ground_truth": self.ground_truth,
+            "stopping": self.stopping,
         }
 
 
@@ -283,18 +318,70 @@ def _excluded_cells(study: SpeedupStudy, tables: Mapping[str, Mapping], keys: Se
 
 
 def _fit_metric(study: SpeedupStudy, metric: str, table: Mapping, fit_keys: Sequence[tuple[int, int]]) -> MetricFit:
-    usable = [key for key in fit_keys if np.isfinite(table[key]).any()]
-    dropped = tuple(key for key in fit_keys if key not in usable)
-    vals = np.array([table[key] for key in usable])
+    complete = [key for key in fit_keys if np.isfinite(table[key]).all()]
+    dropped = tuple(key for key in fit_keys if key not in complete)
+    vals = np.array([table[key] for key in complete])
     try:
-        fit = fit_rate([n for n, _ in usable], [k for _, k in usable], vals, n_boot=study.boot,
-                       seed=study.base_seed)
+        fit = fit_rate([n for n, _ in complete], [k for _, k in complete], vals)
     except ValueError as exc:
         why = f"fit impossible: {exc}"
         if dropped:
-            why += f"; {len(dropped)} of {len(fit_keys)} cells lost every seed to divergence (see 'diverged')"
-        return MetricFit(metric, None, Verdict("inconclusive", why), dropped)
-    return MetricFit(metric, fit, speedup_verdict(fit), dropped)
+            why += (f"; {len(dropped)} of {len(fit_keys)} cells were dropped because a seed diverged there "
+                    "(see 'diverged')")
+        return MetricFit(metric, None, Verdict("inconclusive", why, margin=study.margin), dropped)
+    verdict = speedup_verdict(fit, margin=study.margin)
+    if dropped:
+        verdict = replace(verdict, reason=f"{verdict.reason}; {len(dropped)} cell(s) dropped for divergence")
+    return MetricFit(metric, fit, verdict, dropped)
+
+
+def _fit_with_untrimmed(study: SpeedupStudy, metric: str, table: Mapping, fit_keys: Sequence, keys: Sequence
+                        ) -> MetricFit:
+    """The fit over the trimmed cells, with the all-cells fit beside it when trimming removed any."""
+    trimmed = _fit_metric(study, metric, table, fit_keys)
+    if list(fit_keys) == list(keys):
+        return trimmed
+    full = _fit_metric(study, metric, table, keys)
+    verdict = trimmed.verdict
+    if full.verdict.word != verdict.word:
+        verdict = replace(verdict, reason=f"{verdict.reason}; trimming the transient changed the verdict: "
+                                          f"all cells give {full.verdict.word}")
+    return replace(trimmed, verdict=verdict, untrimmed=full)
+
+
+def _diagnostics(records: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, float]]:
+    """Per N, at its largest K: the mean final ||theta_i|| and ||phibar||_F over finished seeds."""
+    out: dict[int, dict[str, float]] = {}
+    kmax: dict[int, int] = {}
+    for r in records:
+        n, k = int(r["params"]["N"]), int(r["params"]["K"])
+        kmax[n] = max(kmax.get(n, 0), k)
+    for n, k in kmax.items():
+        norms = [r["result"]["norms"] for r in records
+                 if int(r["params"]["N"]) == n and int(r["params"]["K"]) == k and not r["result"]["diverged"]]
+        out[n] = {"K": k, "theta": float(np.mean([x["theta"] for x in norms])) if norms else float("nan"),
+                  "phibar": float(np.mean([x["phibar"] for x in norms])) if norms else float("nan")}
+    return dict(sorted(out.items()))
+
+
+def _ground_truth(records: Sequence[Mapping[str, Any]], keys: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """Exponents of the scale-invariant ground-truth measures at round K (a cross-check of R, H, G)."""
+    out = {}
+    for name in ("subspace", "excess_risk"):
+        table: dict[tuple, dict[int, float]] = {}
+        for r in records:
+            res = r["result"]
+            value = float("nan") if res["diverged"] else float(res["final"][name])
+            table.setdefault((int(r["params"]["N"]), int(r["params"]["K"])), {})[int(r["seed"])] = value
+        complete = [k for k in keys if k in table and np.isfinite(list(table[k].values())).all()
+                    and min(table[k].values()) > 0]
+        try:
+            fit = fit_rate([n for n, _ in complete], [k for _, k in complete],
+                           np.array([[table[k][j] for j in sorted(table[k])] for k in complete]))
+            out[name] = {**fit.as_dict(), "what": f"final {name} at round K"}
+        except ValueError as exc:
+            out[name] = {"error": str(exc)}
+    return out
 
 
 def analyse_speedup(study: SpeedupStudy, records: Sequence[Mapping[str, Any]], *,
@@ -312,7 +399,7 @@ def analyse_speedup(study: SpeedupStudy, records: Sequence[Mapping[str, Any]], *
         note = ("too few cells past the transient to fit; fitting all cells "
                 "(the consensus term may bias the exponents)")
         fit_keys = keys
-    fits = {m: _fit_metric(study, m, tables[m], fit_keys) for m in FIT_METRICS}
+    fits = {m: _fit_with_untrimmed(study, m, tables[m], fit_keys, keys) for m in FIT_METRICS}
     transient = {}
     for n in sorted(predicted):
         k0 = predicted[n].K0
@@ -326,18 +413,11 @@ def analyse_speedup(study: SpeedupStudy, records: Sequence[Mapping[str, Any]], *
         transient=transient, excluded=excluded, fit_cells=fit_keys, note=note, diverged=diverged_runs(records),
         step_sizes=[{"N": s[0], "K": s[1], "alpha": s[2], "beta": s[3]} for s in steps],
         step_rule=steps[0][4] if steps else None, sweep=dict(sweep or {}), records=list(records),
+        diagnostics=_diagnostics(records), ground_truth=_ground_truth(records, fit_keys),
     )
 
 
-def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions()) -> tuple[SpeedupResult, Any]:
-    """Run the sweep of ``study`` (cached) and analyse it; return the result and the raw SweepResult.
-
-    Failed cells are reported in ``result.sweep["failures"]`` and the analysis
-    goes on with what finished.
-    """
-    rho = study.mixing_rates()
-    first = {c["N"]: c for c in reversed(study.cells())}
-    predicted = {n: predict_transient(first[n], rho[n], base_seed=study.base_seed) for n in study.n}
+def _sweep_once(study: SpeedupStudy, options: SweepOptions, rho, predicted) -> tuple[SpeedupResult, Any]:
     start = time.monotonic()
     sweep = run_sweep(simulate_cell, study.cells(), list(range(study.seeds)), base_seed=study.base_seed,
                       task_version=TASK_VERSION, cost=cell_cost, validate=validate_result, **options.kwargs())
@@ -345,3 +425,36 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions()) -> 
             "failed_cells": [{"N": f["params"]["N"], "K": f["params"]["K"], "error": f["error"]}
                              for f in sweep.failures]}
     return analyse_speedup(study, sweep.records, rho=rho, predicted=predicted, sweep=info), sweep
+
+
+def _next_seeds(result: SpeedupResult, tried: int, max_seeds: int) -> int:
+    """Seeds for the next round of ``until_decisive``: the verdict's estimate, at least 1.5x, at most max."""
+    want = result.headline.verdict.seeds_to_decide or 2 * tried
+    return int(min(max_seeds, max(want, int(np.ceil(1.5 * tried)))))
+
+
+def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, until_decisive: bool = False,
+                max_seeds: int = 64) -> tuple[SpeedupResult, Any]:
+    """Run the sweep of ``study`` (cached) and analyse it; return the result and the raw SweepResult.
+
+    Failed cells are reported in ``result.sweep["failures"]`` and the analysis
+    goes on with what finished. With ``until_decisive``, seeds are added in
+    batches (the cache keeps the runs already done) until the headline verdict
+    is not ``inconclusive`` or ``max_seeds`` is reached; ``result.stopping``
+    says which seeds were tried and why it stopped.
+    """
+    rho = study.mixing_rates()
+    first = {c["N"]: c for c in reversed(study.cells())}
+    predicted = {n: predict_transient(first[n], rho[n], base_seed=study.base_seed) for n in study.n}
+    result, sweep = _sweep_once(study, options, rho, predicted)
+    if not until_decisive:
+        return result, sweep
+    tried = [study.seeds]
+    while result.headline.verdict.word == "inconclusive" and study.seeds < max_seeds:
+        study = study.with_seeds(_next_seeds(result, study.seeds, max_seeds))
+        tried.append(study.seeds)
+        result, sweep = _sweep_once(study, options, rho, predicted)
+    word = result.headline.verdict.word
+    why = (f"the {study.metric} verdict is decisive ({word}) at {study.seeds} seeds" if word != "inconclusive"
+           else f"reached --max-seeds {max_seeds} and the {study.metric} verdict is still inconclusive")
+    return replace(result, stopping={"seeds_tried": tried, "seeds": study.seeds, "why": why}), sweep
