@@ -128,3 +128,142 @@ def test_bad_bound_files_exit_2_with_one_line(cli, tmp_path, spec, needle):
     assert res.returncode == 2, res.stdout
     assert len(res.error_lines) == 1 and needle in res.stderr
     assert not (tmp_path / "res").exists()
+
+
+# --------------------------------------------------------------------------- 2 and 3. settings and paths
+@pytest.mark.parametrize("command,args,needle", [
+    ("speedup", ["--beta-max", "-1"], "positive"),
+    ("speedup", ["--topology", "star", "--weights", "uniform"], "breaks A4"),
+    ("speedup", ["--n-eval", "0"], "positive"),
+    ("speedup", ["--transient-tol", "nan"], "finite"),
+    ("speedup", ["--head-rule", "banana"], "head rule"),
+    ("speedup", ["--head-step", "-1"], "positive"),
+    ("speedup", ["--c", "inf"], "finite"),
+    ("speedup", ["--noise", "-1"], ">= 0"),
+    ("speedup", ["--rank", "30"], "rank"),
+    ("speedup", ["--topology", "erdos_renyi"], "needs parameter p"),
+    ("speedup", ["--topology", "random_regular", "--degree", "3", "--n", "5", "7", "9"], "even"),
+    ("speedup", ["--seed", "-1"], ">= 0"),
+    ("speedup", ["--jobs", "0"], "positive"),
+    ("speedup", ["--out", "/dev/null"], "/dev"),
+    ("speedup", ["--out", "/proc/deprl"], "/proc"),
+    ("speedup", ["--scheduler", "notanaddress"], "tcp://HOST:PORT"),
+    ("speedup", ["--scheduler", "tcp://127.0.0.1:1", "--scheduler-timeout", "0.5"], "no Dask scheduler"),
+    ("run", ["--eval-every", "-5"], "positive"),
+    ("run", ["--c", "inf"], "finite"),
+    ("run", ["--tau", "0"], "positive"),
+    ("run", ["--batch", "1000000"], "available"),
+    ("run", ["--tau", "1000000"], "available"),
+    ("run", ["--figures", "/proc/x"], "/proc"),
+    ("graphs", ["--topology", "complete", "--n", "100000"], "available"),
+    ("graphs", ["--topology", "ring"], "--n is required"),
+    ("graphs", ["--topology", "ring", "--n", "8", "--tol", "nan"], "finite"),
+    ("spectral", ["--factor", "nan"], "finite"),
+    ("spectral", ["--n", "8", "--topologies", "torus"], "torus"),
+    ("spectral", ["--n", "12", "--topologies", "hypercube"], "hypercube"),
+    ("bound", ["--topology", "torus", "--quick"], "torus"),
+])
+def test_invalid_settings_exit_2_in_one_line_before_anything_is_written(cli, tmp_path, command, args, needle):
+    before = set(tmp_path.iterdir())
+    res = cli(command, *args)
+    assert res.returncode == 2, res.stdout
+    assert len(res.error_lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert needle in res.error_lines[0]
+    assert set(tmp_path.iterdir()) == before, "files were written"
+
+
+@pytest.mark.parametrize("option", ["--out", "--figures"])
+def test_an_existing_file_is_not_an_output_directory(cli, tmp_path, option):
+    (tmp_path / "taken").write_text("mine")
+    res = cli("speedup", option, "taken")
+    assert res.returncode == 2 and "not a directory" in res.stderr
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_internal_wording_never_reaches_the_user(cli):
+    for args in (["--rounds", "0"], ["--n", "4", "8", "16", "--seeds", "1"], ["--heads", "x"]):
+        res = cli("speedup", *args)
+        assert "JSON" not in res.stderr and "range()" not in res.stderr and res.returncode == 2
+
+
+def test_a_bug_keeps_its_traceback(cli, monkeypatch):
+    """Only a UsageError is a user error: a ValueError raised inside the library is a bug and is not hidden."""
+    import deprl_theory.experiments.speedup as speedup
+
+    def broken(*a, **k):
+        raise ValueError("an internal inconsistency")
+
+    monkeypatch.setattr(speedup, "analyse_speedup", broken)
+    with pytest.raises(ValueError, match="internal inconsistency"):
+        cli("speedup", "--quick", "--n", "4", "8", "16", "--rounds", "20", "40", "--seeds", "2", "-j", "1",
+            "--no-figures", "--no-progress")
+
+
+# --------------------------------------------------------------------------- 4. the cache trusts nothing it reads
+def _cache_run(out, warnings=None):
+    from deprl_theory.experiments import TASK_VERSION, cell_params, simulate_cell, validate_result
+    from deprl_theory.sweep import run_sweep
+
+    cells = [cell_params(N=4, K=30, dim=6, rank=2), cell_params(N=6, K=30, dim=6, rank=2)]
+    return run_sweep(simulate_cell, cells, [0, 1], out=out, executor="serial", progress=False,
+                     task_version=TASK_VERSION, validate=validate_result,
+                     warn=(warnings.append if warnings is not None else lambda m: None))
+
+
+def _tamper(path, edit, *, fix_checksum):
+    from deprl_theory.sweep.cache import checksum
+
+    entry = json.loads(path.read_text())
+    edit(entry)
+    if fix_checksum:
+        entry["checksum"] = checksum(entry)
+    path.write_text(json.dumps(entry))
+
+
+TAMPERING = {
+    "empty result": lambda e: e.update(result={}),
+    "averages missing": lambda e: e["result"].pop("averages"),
+    "R as a string": lambda e: e["result"]["averages"].update(R="0.5"),
+    "R as null": lambda e: e["result"]["averages"].update(R=None),
+    "R times 1000": lambda e: e["result"]["averages"].update(R=e["result"]["averages"]["R"] * 1000),
+    "diverged as 'no'": lambda e: e["result"].update(diverged="no"),
+    "a NaN average": lambda e: e["result"]["averages"].update(G=float("nan")),
+    "trace cut short": lambda e: e["result"]["trace"]["G"].pop(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERING))
+@pytest.mark.parametrize("fix_checksum", [False, True], ids=["checksum stale", "checksum recomputed"])
+def test_a_tampered_cache_entry_is_recomputed_with_one_warning(tmp_path, name, fix_checksum):
+    clean = _cache_run(tmp_path / "clean")
+    first = _cache_run(tmp_path / "out")
+    victim = sorted(first.cache_dir.glob("*.json"))[1]
+    _tamper(victim, TAMPERING[name], fix_checksum=fix_checksum)
+    warnings: list[str] = []
+    again = _cache_run(tmp_path / "out", warnings)
+    if fix_checksum and name == "R times 1000":
+        # a forged entry with a matching checksum and plausible values cannot be told from a real one
+        assert warnings == [] and again.n_computed == 0
+        return
+    assert again.n_computed == 1 and len(warnings) == 1 and victim.name in warnings[0]
+    assert [_numbers(r["result"]) for r in again.records] == [_numbers(r["result"]) for r in clean.records]
+    stored = json.loads(victim.read_text())
+    assert _numbers(stored["result"]) == next(_numbers(r["result"]) for r in clean.records
+                                              if (r["seed"], r["params"]) == (stored["seed"], stored["params"]))
+
+
+def _numbers(result):
+    """A result without its wall time."""
+    return {k: v for k, v in result.items() if k != "seconds"}
+
+
+def test_the_cli_reports_a_rejected_cache_file_in_one_line_and_gives_the_clean_numbers(cli, tmp_path):
+    args = ["--n", "4", "8", "16", "--rounds", "20", "40", "--seeds", "2", "-j", "1", "--no-figures", "--json",
+            "--no-progress", "--out", "out"]
+    clean = json.loads(cli("speedup", *args).stdout)
+    victim = sorted((tmp_path / "out" / "cache").rglob("*.json"))[0]
+    _tamper(victim, TAMPERING["R times 1000"], fix_checksum=False)
+    res = cli("speedup", *args)
+    again = json.loads(res.stdout)
+    assert again["metrics"] == clean["metrics"] and again["sweep"]["computed"] == 1
+    assert res.stderr.count("recomputing") == 1 and victim.name in res.stderr

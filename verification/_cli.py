@@ -182,19 +182,30 @@ def add_sweep_options(parser: argparse.ArgumentParser, default_out: str) -> None
     g.add_argument("--no-figures", action="store_true", help="skip the figures")
     g.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     g.add_argument("-j", "--jobs", type=positive_int, default=None, help="worker processes (default: all cores)")
-    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                   help=f"run on this Dask scheduler (waits {SCHEDULER_TIMEOUT:g} s for it to answer)")
+    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT", help="run on this Dask scheduler")
+    g.add_argument("--scheduler-timeout", type=positive_float, default=SCHEDULER_TIMEOUT, metavar="SECONDS",
+                   help=f"give up when the scheduler does not answer within this time (default {SCHEDULER_TIMEOUT:g})")
     g.add_argument("--no-cache", action="store_true", help="recompute runs that are already in the cache")
     g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
-def sweep_options(args: argparse.Namespace, default_out: str) -> tuple[SweepOptions, Path, Path | None]:
+def sweep_options(args: argparse.Namespace, default_out: str, cells: Sequence[dict] | None = None,
+                  seeds: int = 1) -> tuple[SweepOptions, Path, Path | None]:
     """Check the shared options and return the sweep options, the results directory and the figures directory.
 
-    Every check happens here, before anything is computed or written; a
-    scheduler is connected to here, so an unreachable one fails fast.
+    Every check happens here, before anything is computed or written: the
+    output paths, the memory the largest of ``cells`` needs with ``seeds``
+    seeds in each of the local worker processes, and the scheduler, which is
+    connected to here, so an unreachable one fails fast.
     """
     out = output_dir(args.out if args.out else default_out, "--out")
+    if cells:
+        from deprl_theory.experiments import cells_memory
+        from deprl_theory.resources import check_memory
+
+        processes = 1 if args.scheduler or args.jobs == 1 else min(args.jobs or os.cpu_count() or 1, len(cells))
+        with user_input():
+            check_memory(cells_memory(cells, seeds), processes=processes, what="the largest cell")
     figures = None
     if not args.no_figures:
         fig = args.figures if args.figures else (Path(args.out) / "figures" if args.out else Path("figures"))
@@ -204,7 +215,7 @@ def sweep_options(args: argparse.Namespace, default_out: str) -> tuple[SweepOpti
         from deprl_theory.sweep.executors import SchedulerUnreachable, connect_scheduler
 
         try:
-            scheduler = connect_scheduler(args.scheduler, timeout=SCHEDULER_TIMEOUT)
+            scheduler = connect_scheduler(args.scheduler, timeout=args.scheduler_timeout)
         except (ValueError, SchedulerUnreachable, ImportError) as exc:
             raise UsageError(f"--scheduler: {exc}") from None
     options = SweepOptions(out=out, executor=choose_executor(args.jobs, scheduler), jobs=args.jobs,

@@ -17,6 +17,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from deprl_theory.graphs.spectra import DENSE_MAX
+from deprl_theory.graphs.topologies import graph_memory
+from deprl_theory.resources import MemoryEstimate, check_memory, mixing_matrix_memory
 from deprl_theory.graphs import (
     TOPOLOGIES,
     WEIGHT_RULES,
@@ -26,7 +29,8 @@ from deprl_theory.graphs import (
     mixing_report,
     topology_help,
 )
-from verification._cli import ArgumentParser, UsageError, dump_json, run_main, user_input
+from verification._cli import (ArgumentParser, UsageError, dump_json, nonneg_float, nonneg_int, one_of, positive_int,
+                               run_main, unit_float, user_input)
 
 PROG = "python -m verification.graphs"
 
@@ -37,19 +41,19 @@ def build_parser() -> ArgumentParser:
         description="Mixing matrix of a gossip graph: spectral gap, rho and the A4 checks.",
     )
     src = parser.add_mutually_exclusive_group()
-    src.add_argument("--topology", default="ring",
+    src.add_argument("--topology", type=one_of(TOPOLOGIES, "topology"), default="ring",
                      help=f"graph family (default: ring): {topology_help()}")
     src.add_argument("--adjacency", metavar="FILE", type=Path,
                      help="0/1 adjacency matrix (.npy, or text readable by numpy.loadtxt)")
-    parser.add_argument("--n", type=int, help="number of workers N (required with --topology)")
-    parser.add_argument("--weights", default="metropolis",
+    parser.add_argument("--n", type=positive_int, help="number of workers N (required with --topology)")
+    parser.add_argument("--weights", type=one_of(WEIGHT_RULES, "weight rule"), default="metropolis",
                         help=f"weight rule: {', '.join(WEIGHT_RULES)} (default: metropolis)")
-    parser.add_argument("--lazy", type=float, metavar="A", help="use (1-A) I + A W, 0 < A <= 1")
-    parser.add_argument("--p", type=float, help="edge probability for erdos_renyi")
-    parser.add_argument("--degree", type=int, help="degree for random_regular")
-    parser.add_argument("--gap", type=float, help="spectral gap g for exact_gap")
-    parser.add_argument("--seed", type=int, help="seed for random topologies")
-    parser.add_argument("--tol", type=float, default=1e-10, help="tolerance of the checks")
+    parser.add_argument("--lazy", type=unit_float, metavar="A", help="use (1-A) I + A W, 0 < A <= 1")
+    parser.add_argument("--p", type=unit_float, help="edge probability for erdos_renyi")
+    parser.add_argument("--degree", type=positive_int, help="degree for random_regular")
+    parser.add_argument("--gap", type=unit_float, help="spectral gap g for exact_gap")
+    parser.add_argument("--seed", type=nonneg_int, help="seed for random topologies")
+    parser.add_argument("--tol", type=nonneg_float, default=1e-10, help="tolerance of the checks")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
@@ -74,13 +78,17 @@ def report(args: Any) -> dict[str, Any]:
     else:
         if args.n is None:
             raise ValueError("--n is required with --topology")
+        sparse = args.n > DENSE_MAX  # no dense n x n step for large graphs
+        dense_w = args.topology == "exact_gap"
+        need = MemoryEstimate(graph_memory(args.topology, args.n) + mixing_matrix_memory(
+            args.n, sparse=sparse and not dense_w), f"{args.topology} graph of {args.n} nodes")
+        check_memory(need, what=f"--topology {args.topology} --n {args.n}")
         # Draw the graph once so W and the zero-pattern check see the same graph.
-        graph = adjacency(args.topology, args.n, seed=args.seed, **params)
-        if str(args.topology).strip().lower().replace("-", "_") == "exact_gap":
-            w = mixing_matrix(args.topology, args.n, weights=args.weights, lazy=args.lazy,
-                              **params)
+        graph = adjacency(args.topology, args.n, seed=args.seed, sparse=sparse, **params)
+        if dense_w:
+            w = mixing_matrix(args.topology, args.n, weights=args.weights, lazy=args.lazy, **params)
         else:
-            w = mixing_matrix(graph, weights=args.weights, lazy=args.lazy)
+            w = mixing_matrix(graph, weights=args.weights, lazy=args.lazy, sparse=sparse)
         source = {"topology": args.topology}
     result = mixing_report(w, graph, args.tol).as_dict()
     setup = {**source, "weights": args.weights, "lazy": args.lazy, "seed": args.seed,

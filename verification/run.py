@@ -17,7 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from deprl_theory.engine import step_sizes
-from deprl_theory.experiments import cell_params, check_cells, run_cell
+from deprl_theory.experiments import cell_params, cells_memory, check_cells, run_cell
+from deprl_theory.resources import check_memory
 from verification._cli import (ArgumentParser, UsageError, add_graph_options, add_problem_options, add_step_options,
                                cell_overrides, dump_json, nonneg_float, nonneg_int, output_dir, positive_int,
                                run_main, user_input)
@@ -52,6 +53,7 @@ def _checked(args):
         raise UsageError(f"--n must be >= 2, got {args.n}")
     with user_input():
         cell = cell_params(N=args.n, K=args.rounds, **cell_overrides(args))
+        check_memory(cells_memory([cell], args.seeds), what="this run")
         check_cells([cell], args.seed)
     figures = None if args.no_figures else output_dir(args.figures, "--figures")
     steps = None if args.alpha is None else step_sizes(args.alpha, args.beta)

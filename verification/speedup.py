@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     args = build_parser().parse_args(argv)
     study = study_from(args)
-    options, out, figures = sweep_options(args, DEFAULT_OUT)
+    seeds = args.max_seeds if args.until_decisive else study.seeds
+    options, out, figures = sweep_options(args, DEFAULT_OUT, study.cells(), seeds)
     try:
         result, sweep = run_speedup(study, options, until_decisive=args.until_decisive, max_seeds=args.max_seeds)
     finally:

@@ -22,10 +22,11 @@ from .._rng import derive_seed
 from ..engine import METRICS, RunResult, StepSizes, run, theory_step_sizes
 from ..graphs import mixing_matrix, mixing_rate
 from ..problems import Problem, make_problem
+from ..resources import MemoryEstimate, run_memory
 from ..sweep import cell_seed
 
 __all__ = ["CELL_DEFAULTS", "OPTIONAL_KEYS", "PROBLEM_KEYS", "TASK_VERSION", "simulate_cell", "run_cell", "cell_problem",
-           "cell_params", "cell_steps", "build_mixing", "cell_rho", "checked_rho", "check_cells", "cell_cost", "validate_result"]
+           "cell_params", "cell_steps", "build_mixing", "cell_rho", "checked_rho", "check_cells", "cells_memory", "cell_cost", "validate_result"]
 
 #: bump when simulate_cell's numbers change (part of every cache key)
 TASK_VERSION = "3"
@@ -156,6 +157,20 @@ def check_cells(cells: Sequence[Mapping[str, Any]], base_seed: int = 0) -> dict[
             except ValueError as exc:
                 raise ValueError(f"N = {p['N']}: {exc}") from None
     return out
+
+
+def cells_memory(cells: Sequence[Mapping[str, Any]], seeds: int) -> MemoryEstimate:
+    """The largest estimated peak memory of one cell run with ``seeds`` seeds at once (see :mod:`..resources`)."""
+    best = None
+    for params in cells:
+        p = {**CELL_DEFAULTS, **params}
+        est = run_memory(seeds=seeds, workers=int(p["N"]), dim=int(p["dim"]), rank=int(p["rank"]),
+                         batch=int(p["batch"]), tau=int(p["tau"]), rounds=int(p["K"]),
+                         nonlinear=p["problem"] == "nonlinear", n_eval=int(p["n_eval"] or 0),
+                         sparse=int(p["N"]) > 256 and p["topology"] not in ("complete", "exact_gap"))
+        if best is None or est.bytes > best.bytes:
+            best = est
+    return best
 
 
 def cell_cost(params: Mapping[str, Any]) -> float:

@@ -20,7 +20,7 @@ from .._rng import SeedLike, as_generator
 
 __all__ = ["Topology", "TOPOLOGY_INFO", "TOPOLOGIES", "Edges", "adjacency", "graph_adjacency", "topology_help",
            "check_n", "check_unit_interval", "topology_name", "named_edges", "graph_edges", "edges_to_dense",
-           "n_components"]
+           "n_components", "graph_memory"]
 
 
 class Topology(NamedTuple):
@@ -358,7 +358,7 @@ def edges_to_dense(edges: Edges) -> np.ndarray:
 # --------------------------------------------------------------------------- public: graphs
 
 
-def adjacency(topology: str, n: int, *, seed: SeedLike = None, **params: Any) -> np.ndarray:
+def adjacency(topology: str, n: int, *, seed: SeedLike = None, sparse: bool = False, **params: Any):
     """Adjacency matrix of a named topology.
 
     Parameters
@@ -375,11 +375,13 @@ def adjacency(topology: str, n: int, *, seed: SeedLike = None, **params: Any) ->
         ``random_regular`` (``1 <= degree < n``, ``n*degree`` even); ``gap`` for
         ``exact_gap`` (optional here: its graph is complete for every ``g``).  Random graphs are redrawn from the same generator until
         connected (at most 100 draws, then ValueError).
+    sparse : bool
+        Return a ``scipy.sparse.csr_array`` (no dense ``n x n`` step: for large n).
 
     Returns
     -------
-    numpy.ndarray
-        Boolean ``(n, n)`` array, symmetric, zero diagonal.
+    numpy.ndarray or scipy.sparse.csr_array
+        Boolean ``(n, n)``, symmetric, zero diagonal.
 
     Raises
     ------
@@ -395,7 +397,22 @@ def adjacency(topology: str, n: int, *, seed: SeedLike = None, **params: Any) ->
     [3, 3, 3, 3, 3, 3, 3, 3]
     """
     _, edges = named_edges(topology, n, seed, params, need_gap=False)
+    if sparse:
+        m, u, v = edges
+        return sp.csr_array((np.ones(2 * u.size, dtype=bool), (np.concatenate([u, v]), np.concatenate([v, u]))),
+                            shape=(m, m))
     return edges_to_dense(edges)
+
+
+def graph_memory(topology: str, n: int) -> int:
+    """Rough peak bytes of building a named topology of n nodes (its construction, not only its edges).
+
+    Complete-like and random graphs go through an ``n x n`` (or n^2/2-pair)
+    step; the others through a few arrays per edge.
+    """
+    if topology in ("complete", "exact_gap", "erdos_renyi", "random_regular"):
+        return 16 * int(n) ** 2
+    return 64 * int(n) * max(1, int(n).bit_length())
 
 
 def graph_adjacency(graph: Any) -> np.ndarray:
