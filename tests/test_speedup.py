@@ -256,3 +256,34 @@ def test_diverging_runs_are_recorded_and_the_sweep_goes_on(cli):
     assert first["alpha"] == 1.5 and first["beta"] > 1 and first["round"] >= 1
     assert summary["verdict"] == "inconclusive"
     assert "diverged" in summary["reason"]
+
+
+def test_regime_starts_where_two_local_slopes_sit_within_the_margin():
+    from deprl_theory.experiments.speedup import regime_starts
+
+    ks = (250, 500, 1000, 2000, 4000)
+
+    def curve(n, slopes):
+        y = np.cumsum([0.0, *[s * np.log(2) for s in slopes]])
+        return {(n, k): np.array([np.exp(v)]) for k, v in zip(ks, y)}
+
+    table = {**curve(4, [-0.1, -0.3, -0.45, -0.52]), **curve(8, [-0.5, -0.5, -0.5, -0.5]),
+             **curve(16, [-0.05, -0.15, -0.25, -0.33])}
+    r = regime_starts(table, margin=0.1)
+    assert r[4]["reached"] and r[4]["start"] == 1000
+    assert r[8]["reached"] and r[8]["start"] == 250
+    assert not r[16]["reached"] and r[16]["start"] == 2000
+    assert r[16]["needs"] > 4000  # the trend of the local slopes points beyond the grid
+    one = regime_starts({**curve(4, [-0.1, -0.2, -0.3, -0.45])}, margin=0.1)[4]
+    assert not one["reached"]  # a single slope inside the margin is a curve passing through
+
+
+@pytest.mark.slow
+def test_rounds_auto_stops_at_once_on_the_linear_problem(cli):
+    res = cli("speedup", "--rounds", "auto", "--quick", "--n", "4", "8", "16", "--json", "--no-figures",
+              "--no-progress", "--out", "out", "-j", "1")
+    assert res.returncode == 0, res.stderr
+    s = json.loads(res.stdout)
+    assert s["stopping"]["why"] == "every N reached the asymptotic regime"
+    assert all(r["reached"] and r["K"] == [250, 500, 1000] for r in s["regime"].values())
+    assert s["verdict"] == "linear"

@@ -22,9 +22,9 @@ from deprl_theory.experiments.speedup import (DEFAULT_ROUNDS, FIT_METRICS, QUICK
                                               run_speedup)
 from deprl_theory.rates import DEFAULT_MARGIN
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
-from verification._cli import (ArgumentParser, add_graph_options, add_problem_options, add_step_options,
+from verification._cli import (ArgumentParser, UsageError, add_graph_options, add_problem_options, add_step_options,
                                add_sweep_options, cell_overrides, close_options, dump_json, margin, nonneg_float,
-                               one_of, positive_int, run_main, sweep_options, user_input)
+                               one_of, positive_float, positive_int, run_main, sweep_options, user_input)
 
 PROG = "python -m verification.speedup"
 DEFAULT_OUT = "results/speedup"
@@ -35,9 +35,15 @@ def build_parser() -> ArgumentParser:
     g = p.add_argument_group("grid")
     g.add_argument("--n", type=positive_int, nargs="+", default=[4, 8, 16, 32], metavar="N",
                    help="worker counts, at least three distinct, each >= 2 (default: 4 8 16 32)")
-    g.add_argument("--rounds", type=positive_int, nargs="+", default=None, metavar="K",
+    g.add_argument("--rounds", type=rounds_value, nargs="+", default=None, metavar="K",
                    help=f"grid of rounds K (default: {' '.join(map(str, DEFAULT_ROUNDS))}; "
-                        f"with --quick {' '.join(map(str, QUICK_ROUNDS))})")
+                        f"with --quick {' '.join(map(str, QUICK_ROUNDS))}), or 'auto': start from the default "
+                        "grid and double K per N until its local slope of the headline metric is within the "
+                        "margin of -1/2")
+    g.add_argument("--max-rounds", type=positive_int, default=256_000,
+                   help="largest K that --rounds auto may reach (default 256000)")
+    g.add_argument("--budget", type=positive_float, default=600.0, metavar="SECONDS",
+                   help="--rounds auto stops extending before this much wall time would pass (default 600)")
     g.add_argument("--seeds", type=positive_int, default=None, help="seeds per cell (default 8; 4 with --quick)")
     add_graph_options(p, "exponential")
     add_step_options(p)
@@ -61,13 +67,26 @@ def build_parser() -> ArgumentParser:
     return p
 
 
+def rounds_value(text: str) -> int | str:
+    """A positive integer K, or 'auto'."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
 def study_from(args) -> SpeedupStudy:
     """The study the options describe (UsageError for a grid or graph that cannot work)."""
-    rounds = args.rounds or (QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS)
+    auto = args.rounds is not None and "auto" in args.rounds
+    if auto and len(args.rounds) > 1:
+        raise UsageError("--rounds auto takes no K values beside it")
+    rounds = QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS
+    if args.rounds is not None and not auto:
+        rounds = args.rounds
+    if auto and args.max_rounds < max(rounds):
+        raise UsageError(f"--max-rounds {args.max_rounds} is below the starting grid's largest K {max(rounds)}")
     with user_input():
         study = SpeedupStudy(n=tuple(args.n), rounds=tuple(rounds), seeds=args.seeds or (4 if args.quick else 8),
                              base_seed=args.seed, cell=cell_overrides(args), metric=args.metric, margin=args.margin,
-                             transient_tol=args.transient_tol, transient_factor=args.transient_factor)
+                             transient_tol=args.transient_tol, transient_factor=args.transient_factor,
+                             regime="theory" if auto else "tail")
         if args.until_decisive and args.max_seeds < study.seeds:
             raise ValueError(f"--max-seeds {args.max_seeds} is below --seeds {study.seeds}")
         study.check()  # every graph and problem is built and checked before anything runs
@@ -103,7 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = args.max_seeds if args.until_decisive else study.seeds
     options, out, figures = sweep_options(args, DEFAULT_OUT, study.cells(), seeds)
     try:
-        result, sweep = run_speedup(study, options, until_decisive=args.until_decisive, max_seeds=args.max_seeds)
+        result, sweep = run_speedup(study, options, until_decisive=args.until_decisive, max_seeds=args.max_seeds,
+                                    auto_rounds=study.regime == "theory", max_rounds=args.max_rounds,
+                                    budget=args.budget)
     finally:
         close_options(options)
     for f in sweep.failures:
@@ -186,9 +207,19 @@ def render(summary: dict) -> str:
         lines += _diagnostics(summary)
     if summary["diverged"]:
         lines.append(f"diverged runs: {len(summary['diverged'])} (recorded with their step sizes in summary.json)")
+    if summary["settings"]["regime_rule"] == "theory":
+        lines.append("--rounds auto (per N: the K from which the local slope of "
+                     f"{summary['metric']} stays within the margin of -1/2):")
+        for n, r in summary["regime"].items():
+            state = (f"regime from K = {r['start']}" if r["reached"] else
+                     "NOT reached" + (f"; the trend of the local slopes puts it near K = {r['needs']:.3g}"
+                                      if r["needs"] else "; the trend does not point to it"))
+            slopes = ", ".join(f"{v:+.2f}" for v in r["slopes"])
+            lines.append(f"  N = {n:>4}: K = {r['K']}; local slopes {slopes}; {state}")
     if summary["stopping"]:
         st = summary["stopping"]
-        lines.append(f"--until-decisive: seeds tried {st['seeds_tried']}; stopped because {st['why']}")
+        seeds = f"seeds tried {st['seeds_tried']}; " if "seeds_tried" in st else ""
+        lines.append(f"stopped extending: {seeds}{st['why']}")
     figs = summary["figures"]
     lines += [
         "",

@@ -25,7 +25,7 @@ from .records import diverged_runs, metric_table, step_table
 from .transient import PredictedTransient, predict_transient, transient_cells
 
 __all__ = ["FIT_METRICS", "DEFAULT_ROUNDS", "QUICK_ROUNDS", "SpeedupStudy", "MetricFit", "KEps", "SpeedupResult",
-           "run_speedup", "analyse_speedup", "rounds_to_accuracy"]
+           "run_speedup", "analyse_speedup", "rounds_to_accuracy", "regime_starts"]
 
 #: the metrics fitted (C, the consensus error, is stored but not fitted: it is 0 on a complete graph)
 FIT_METRICS = ("R", "H", "G")
@@ -58,6 +58,14 @@ class SpeedupStudy:
         differs from that N's tail slope by more than this (0 keeps every cell).
     transient_factor : float
         Also drop cells with K < factor x the template's predicted K0 (0: report only).
+    extra_rounds : mapping N -> tuple of int
+        More K for some N (``--rounds auto`` extends each N's grid on its own).
+    regime : {"tail", "theory"}
+        Which cells count as transient: ``"tail"`` compares each N's local
+        log-log slopes with its own tail slope (``transient_tol``);
+        ``"theory"`` (``--rounds auto``) keeps, per N, the cells from which
+        every local slope of the headline metric is within the margin of the
+        theory's -1/2.
     """
 
     n: tuple[int, ...] = (4, 8, 16, 32)
@@ -69,11 +77,17 @@ class SpeedupStudy:
     margin: float = DEFAULT_MARGIN
     transient_tol: float = 0.15
     transient_factor: float = 0.0
+    extra_rounds: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    regime: str = "tail"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n", tuple(sorted({int(n) for n in self.n})))
         object.__setattr__(self, "rounds", tuple(sorted({int(k) for k in self.rounds})))
         object.__setattr__(self, "cell", dict(self.cell))
+        object.__setattr__(self, "extra_rounds", {int(n): tuple(sorted({int(k) for k in ks}))
+                                                  for n, ks in dict(self.extra_rounds).items()})
+        if self.regime not in ("tail", "theory"):
+            raise ValueError(f"regime must be 'tail' or 'theory', got {self.regime!r}")
         if any(n < 2 for n in self.n):
             raise ValueError(f"every worker count must be >= 2, got {min(self.n)}")
         if len(self.n) < 3:
@@ -90,9 +104,13 @@ class SpeedupStudy:
             raise ValueError(f"metric must be one of {', '.join(FIT_METRICS)}, got {self.metric!r}")
         cell_params(**self.cell)  # unknown cell parameters fail here
 
+    def rounds_of(self, n: int) -> tuple[int, ...]:
+        """The K grid of worker count n (the shared grid and its own extension)."""
+        return tuple(sorted(set(self.rounds) | set(self.extra_rounds.get(n, ()))))
+
     def cells(self) -> list[dict]:
         """Every cell of the grid, N-major."""
-        return [cell_params(N=n, K=k, **self.cell) for n in self.n for k in self.rounds]
+        return [cell_params(N=n, K=k, **self.cell) for n in self.n for k in self.rounds_of(n)]
 
     @property
     def algorithm(self) -> str:
@@ -116,7 +134,8 @@ class SpeedupStudy:
     def settings(self) -> dict[str, Any]:
         """The study as JSON: the grid, the seeds and every cell parameter."""
         p = cell_params(**self.cell)
-        out = {"n": list(self.n), "rounds": list(self.rounds), "seeds": self.seeds, "base_seed": self.base_seed}
+        out = {"n": list(self.n), "rounds": list(self.rounds), "seeds": self.seeds, "base_seed": self.base_seed,
+               "rounds_per_n": {str(n): list(self.rounds_of(n)) for n in self.n}, "regime_rule": self.regime}
         for key in ("problem", "topology", "weights", "gap", "algorithm", "tau", "c", "head_rule", "head_step",
                     "batch", "dim", "rank", "noise", "heterogeneity", "heads", "activation"):
             out[key] = p[key]
@@ -265,6 +284,7 @@ class SpeedupResult:
     diagnostics: dict[int, dict[str, float]] = field(default_factory=dict)
     ground_truth: dict[str, Any] = field(default_factory=dict)
     stopping: dict[str, Any] = field(default_factory=dict)
+    regime: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def headline(self) -> MetricFit:
@@ -299,14 +319,62 @@ class SpeedupResult:
             "diagnostics": {str(n): v for n, v in self.diagnostics.items()},
             "ground_truth": self.ground_truth,
             "stopping": self.stopping,
+            "regime": {str(n): v for n, v in self.regime.items()},
         }
 
 
+def regime_starts(table: Mapping[tuple[int, int], np.ndarray], *, margin: float = DEFAULT_MARGIN,
+                  target: float = -0.5) -> dict[int, dict[str, Any]]:
+    """Per N, where the local log-log slope of the seed means settles within ``margin`` of ``target``.
+
+    Returns ``{N: {"start", "reached", "slopes", "needs"}}``: ``start`` is the
+    smallest K from which every local slope (between consecutive K of that N)
+    lies within the margin; ``reached`` says the last two do (one slope alone
+    could be a curve passing through on its way elsewhere); when it is not
+    reached, ``start`` is the second-largest K (the cells nearest the regime) and
+    ``needs`` extrapolates, from the trend of the local slopes in log K, the K
+    at which the slope would enter the margin (None when the trend does not
+    point there).
+    """
+    out = {}
+    for n in sorted({n for n, _ in table}):
+        ks = sorted(k for m, k in table if m == n)
+        with np.errstate(all="ignore"):
+            y = np.array([np.nanmean(np.log(table[(n, k)])) for k in ks])
+        x = np.log(np.array(ks, dtype=float))
+        slopes = np.diff(y) / np.diff(x) if len(ks) > 1 else np.array([])
+        within = np.abs(slopes - target) <= margin
+        reached = bool(within.size >= 2 and within[-1] and within[-2])
+        start = ks[-2] if len(ks) > 1 else ks[-1]
+        if reached:
+            j = len(within) - 1
+            while j > 0 and within[j - 1]:
+                j -= 1
+            start = ks[j]
+        needs = None
+        if not reached and len(slopes) >= 2:
+            mid = (x[1:] + x[:-1]) / 2
+            b, a = np.polyfit(mid[-3:], slopes[-3:], 1)
+            edge = target + margin if slopes[-1] > target else target - margin
+            if b != 0 and np.sign(edge - slopes[-1]) == np.sign(b):
+                needs = float(np.exp((edge - a) / b))
+        out[n] = {"start": int(start), "reached": reached, "slopes": [float(v) for v in slopes],
+                  "K": ks, "needs": needs}
+    return out
+
+
 def _excluded_cells(study: SpeedupStudy, tables: Mapping[str, Mapping], keys: Sequence[tuple[int, int]],
-                    predicted: Mapping[int, PredictedTransient]) -> list[dict]:
+                    predicted: Mapping[int, PredictedTransient], regime: Mapping[int, dict]) -> list[dict]:
     """Transient cells: measured from the headline metric, plus K < factor x K0 when asked."""
     excluded = []
-    if study.transient_tol > 0:
+    if study.regime == "theory":
+        for n, k in keys:
+            if k < regime[n]["start"]:
+                excluded.append({"N": n, "K": k, "why": (
+                    f"before the asymptotic regime of N = {n}: local slopes of {study.metric} settle within "
+                    f"{study.margin:g} of -1/2 from K = {regime[n]['start']}" if regime[n]["reached"] else
+                    f"N = {n} never reached the regime on this grid; only its two largest K are fitted")})
+    elif study.transient_tol > 0:
         excluded += transient_cells(tables[study.metric], tol=study.transient_tol)
     for n, k in keys:
         k0 = predicted[n].K0
@@ -392,7 +460,8 @@ def analyse_speedup(study: SpeedupStudy, records: Sequence[Mapping[str, Any]], *
         raise ValueError("no cell finished; nothing to analyse")
     tables = {m: metric_table(records, m) for m in FIT_METRICS}
     keys = sorted(tables["G"])
-    excluded = _excluded_cells(study, tables, keys, predicted)
+    regime = regime_starts(tables[study.metric], margin=study.margin)
+    excluded = _excluded_cells(study, tables, keys, predicted, regime)
     fit_keys = [key for key in keys if not any(e["N"] == key[0] and e["K"] == key[1] for e in excluded)]
     note = ""
     if len({n for n, _ in fit_keys}) < 2 or len({k for _, k in fit_keys}) < 2:
@@ -404,7 +473,7 @@ def analyse_speedup(study: SpeedupStudy, records: Sequence[Mapping[str, Any]], *
     for n in sorted(predicted):
         k0 = predicted[n].K0
         transient[n] = {**predicted[n].as_dict(),
-                        "grid_past_transient": None if k0 is None else bool(min(study.rounds) >= k0),
+                        "grid_past_transient": None if k0 is None else bool(min(study.rounds_of(n)) >= k0),
                         "measured_transient_K": [e["K"] for e in excluded if e["N"] == n],
                         "rho": rho[n], "spectral_gap": 1.0 - rho[n]}
     steps = step_table(records)
@@ -413,7 +482,7 @@ def analyse_speedup(study: SpeedupStudy, records: Sequence[Mapping[str, Any]], *
         transient=transient, excluded=excluded, fit_cells=fit_keys, note=note, diverged=diverged_runs(records),
         step_sizes=[{"N": s[0], "K": s[1], "alpha": s[2], "beta": s[3]} for s in steps],
         step_rule=steps[0][4] if steps else None, sweep=dict(sweep or {}), records=list(records),
-        diagnostics=_diagnostics(records), ground_truth=_ground_truth(records, fit_keys),
+        diagnostics=_diagnostics(records), ground_truth=_ground_truth(records, fit_keys), regime=regime,
     )
 
 
@@ -433,8 +502,28 @@ def _next_seeds(result: SpeedupResult, tried: int, max_seeds: int) -> int:
     return int(min(max_seeds, max(want, int(np.ceil(1.5 * tried)))))
 
 
+def _extend_rounds(study: SpeedupStudy, result: SpeedupResult, max_rounds: int, deadline: float
+                   ) -> tuple[SpeedupStudy | None, str]:
+    """The study with the next K (twice the largest) for every N not yet in the regime, or None and why not."""
+    pending = [n for n in study.n if not result.regime[n]["reached"]]
+    if not pending:
+        return None, "every N reached the asymptotic regime"
+    grow = {n: 2 * study.rounds_of(n)[-1] for n in pending if 2 * study.rounds_of(n)[-1] <= max_rounds}
+    if not grow:
+        return None, f"the next K would pass --max-rounds {max_rounds}"
+    # a cell's cost is linear in K: the next cells cost about twice the largest ones of their N did
+    seconds = {(int(r["params"]["N"]), int(r["params"]["K"])): float(r["result"].get("seconds", 0.0))
+               for r in result.records}
+    expect = sum(2 * study.seeds * seconds.get((n, study.rounds_of(n)[-1]), 0.0) for n in grow)
+    if time.monotonic() + expect > deadline:
+        return None, f"the next K (about {expect:.0f} s of runs) would pass the --budget"
+    extra = {n: tuple(study.extra_rounds.get(n, ())) + ((grow[n],) if n in grow else ()) for n in study.n}
+    return replace(study, extra_rounds=extra), ""
+
+
 def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, until_decisive: bool = False,
-                max_seeds: int = 64) -> tuple[SpeedupResult, Any]:
+                max_seeds: int = 64, auto_rounds: bool = False, max_rounds: int = 256_000,
+                budget: float = 600.0) -> tuple[SpeedupResult, Any]:
     """Run the sweep of ``study`` (cached) and analyse it; return the result and the raw SweepResult.
 
     Failed cells are reported in ``result.sweep["failures"]`` and the analysis
@@ -446,7 +535,17 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
     rho = study.mixing_rates()
     first = {c["N"]: c for c in reversed(study.cells())}
     predicted = {n: predict_transient(first[n], rho[n], base_seed=study.base_seed) for n in study.n}
+    start = time.monotonic()
     result, sweep = _sweep_once(study, options, rho, predicted)
+    if auto_rounds:
+        while True:
+            grown, why = _extend_rounds(study, result, max_rounds, start + budget)
+            if grown is None:
+                break
+            study = grown
+            result, sweep = _sweep_once(study, options, rho, predicted)
+        result = replace(result, stopping={"rounds": {str(n): list(study.rounds_of(n)) for n in study.n},
+                                           "why": why})
     if not until_decisive:
         return result, sweep
     tried = [study.seeds]
@@ -457,4 +556,6 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
     word = result.headline.verdict.word
     why = (f"the {study.metric} verdict is decisive ({word}) at {study.seeds} seeds" if word != "inconclusive"
            else f"reached --max-seeds {max_seeds} and the {study.metric} verdict is still inconclusive")
-    return replace(result, stopping={"seeds_tried": tried, "seeds": study.seeds, "why": why}), sweep
+    stopping = {**result.stopping, "seeds_tried": tried, "seeds": study.seeds,
+                "why": "; ".join(w for w in (result.stopping.get("why", ""), why) if w)}
+    return replace(result, stopping=stopping), sweep
