@@ -458,3 +458,27 @@ def test_provenance_records_versions_and_command():
     assert p["python"] == ".".join(map(str, sys.version_info[:3]))
     assert p["date"].endswith("+00:00") and p["hostname"]
     json.dumps(p)
+
+
+# --------------------------------------------------------------------------- per-cell seeds, cache-only reads
+def test_each_cell_may_have_its_own_seeds_with_the_same_numbers(reference):
+    got = run_sweep(toy_task, CELLS, [[0, 1, 2], [1], [0, 2]], base_seed=7, executor="serial", progress=False)
+    want = numbers(reference)
+    assert [(r["params"]["N"], r["seed"]) for r in got.records] == [(2, 0), (2, 1), (2, 2), (3, 1), (5, 0), (5, 2)]
+    assert all(want[k] == v for k, v in numbers(got).items())
+    with pytest.raises(ValueError, match="seed lists"):
+        run_sweep(toy_task, CELLS, [[0], [1]], executor="serial", progress=False)
+
+
+def test_a_cache_only_read_simulates_nothing(tmp_path, log_dir):
+    from deprl_theory.sweep import CacheMiss
+
+    kw = dict(base_seed=7, out=tmp_path, executor="serial", progress=False)
+    with pytest.raises(CacheMiss, match="3 run"):
+        run_sweep(toy_task, CELLS, [0], compute=False, **kw)
+    assert calls(log_dir) == [] and not (tmp_path / "cache").exists()
+    first = run_sweep(toy_task, CELLS, [0], **kw)
+    for f in log_dir.iterdir():
+        f.unlink()
+    again = run_sweep(toy_task, CELLS, [0], compute=False, **kw)
+    assert calls(log_dir) == [] and numbers(again) == numbers(first)

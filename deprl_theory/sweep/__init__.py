@@ -50,6 +50,7 @@ from .table import tidy_rows
 
 __all__ = [
     "Task",
+    "CacheMiss",
     "SweepOptions",
     "SweepResult",
     "run_sweep",
@@ -61,6 +62,10 @@ __all__ = [
 ]
 
 Task = Callable[[dict, tuple, int], Mapping[int, Mapping[str, Any]]]
+
+
+class CacheMiss(LookupError):
+    """A sweep asked to read the cache only found runs missing."""
 
 
 @dataclass(frozen=True)
@@ -176,18 +181,31 @@ class SweepResult:
 
 
 # --------------------------------------------------------------------------- the sweep
-def _check_arguments(executor: str, jobs: Any, base_seed: Any, seeds: Sequence[int]) -> tuple[int, list[int]]:
+def _seed_list(seeds: Sequence[int]) -> list[int]:
+    out = [check_index(s, "seed") for s in seeds]
+    if len(set(out)) != len(out):
+        raise ValueError(f"seeds must be distinct, got {out}")
+    return out
+
+
+def _check_arguments(executor: str, jobs: Any, base_seed: Any, seeds: Sequence, n_cells: int
+                     ) -> tuple[int, list[list[int]]]:
+    """The base seed, and the seed indices of every cell (one list for all, or one list per cell)."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     base = check_index(base_seed, "base_seed")
-    seed_list = [check_index(s, "seed") for s in seeds]
-    if len(set(seed_list)) != len(seed_list):
-        raise ValueError(f"seeds must be distinct, got {seed_list}")
+    seeds = list(seeds)
+    if seeds and all(isinstance(s, (list, tuple, range)) for s in seeds):
+        if len(seeds) != n_cells:
+            raise ValueError(f"got {len(seeds)} seed lists for {n_cells} cells")
+        per_cell = [_seed_list(s) for s in seeds]
+    else:
+        per_cell = [_seed_list(seeds)] * n_cells
     if executor == "dask":
         import_distributed()
-    return base, seed_list
+    return base, per_cell
 
 
 def _normalise_cells(cells: Sequence[Mapping[str, Any]]) -> list[dict]:
@@ -208,7 +226,7 @@ def _normalise_cells(cells: Sequence[Mapping[str, Any]]) -> list[dict]:
 class _Run:
     """The state of one sweep: what is found, what is missing, and how finished batches are stored."""
 
-    def __init__(self, name: str, version: str, cells: list[dict], seeds: list[int], base_seed: int,
+    def __init__(self, name: str, version: str, cells: list[dict], seeds: list[list[int]], base_seed: int,
                  directory: Path | None, executor: str, validate: Validator | None):
         self.name, self.version, self.cells, self.seeds = name, version, cells, seeds
         self.base_seed, self.directory, self.executor, self.validate = base_seed, directory, executor, validate
@@ -219,6 +237,7 @@ class _Run:
         self.n_cached = self.n_computed = 0
         self.host = socket.gethostname()
         self.bar: Progress | None = None
+        self.batch_cost: Callable[[dict], float] = lambda params: 1.0
 
     def path(self, params: dict, seed: int) -> Path | None:
         if self.directory is None:
@@ -232,7 +251,7 @@ class _Run:
         """Fill ``found`` from the cache and queue one batch per cell with its missing seeds."""
         for i, params in enumerate(self.cells):
             missing = []
-            for s in self.seeds:
+            for s in self.seeds[i]:
                 path = self.path(params, s)
                 entry = None
                 if path is not None and use_cache:
@@ -257,7 +276,7 @@ class _Run:
         if not outcome["ok"]:
             self.failures.append((i, {"params": dict(params), "seeds": list(batch_seeds),
                                       "error": outcome["error"], "traceback": outcome.get("traceback", "")}))
-            self.bar.update(done=1, failed=1)
+            self.bar.update(done=1, failed=1, cost=self.cost_of(i))
             return
         per_seed = outcome["seconds"] / len(batch_seeds)
         finished = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -272,7 +291,12 @@ class _Run:
                                    "base_seed": self.base_seed, "result": result, "provenance": provenance})
             self.found[i][s] = self._record(params, s, result, False, per_seed)
             self.n_computed += 1
-        self.bar.update(done=1)
+        self.bar.update(done=1, cost=self.cost_of(i))
+
+    def cost_of(self, i: int) -> float:
+        """The work of cell i's batch, for the progress bar's estimate of the time left."""
+        batch = next(b for b in self.batches if b[0] == i)
+        return self.batch_cost(self.cells[i]) * len(batch[2])
 
 
 def _warn_stderr(message: str) -> None:
@@ -295,6 +319,8 @@ def run_sweep(
     cost: Callable[[dict], float] | None = None,
     validate: Validator | None = None,
     warn: Callable[[str], None] = _warn_stderr,
+    compute: bool = True,
+    label: str | None = None,
 ) -> SweepResult:
     """Run ``task`` on every cell for every seed, reusing and filling the results cache.
 
@@ -305,8 +331,9 @@ def run_sweep(
         function; see the module docstring for the contract.
     cells : sequence of dict
         The grid, one JSON-serialisable parameter dict per cell, no duplicates.
-    seeds : sequence of int
-        Seed indices run in every cell (non-negative, no duplicates).
+    seeds : sequence of int, or one sequence of int per cell
+        Seed indices run in every cell (non-negative, no duplicates), or the
+        seed indices of each cell.
     base_seed : int, default 0
         The sweep's base seed, passed to the task (use :func:`cell_seed`).
     out : str or path-like, optional
@@ -339,6 +366,11 @@ def run_sweep(
         result that fails it is recomputed.
     warn : callable
         Receives one line per rejected cache file (default: stderr).
+    compute : bool, default True
+        False reads the cache only and raises :class:`CacheMiss` if a run is
+        missing (a re-plot that must not simulate anything).
+    label : str, optional
+        Name on the progress bar (default: the task's name).
 
     Returns
     -------
@@ -365,23 +397,30 @@ def run_sweep(
     """
     start = time.monotonic()
     name = task_name(task)
-    base_seed, seed_list = _check_arguments(executor, jobs, base_seed, seeds)
     cell_list = _normalise_cells(cells)
+    base_seed, seed_lists = _check_arguments(executor, jobs, base_seed, seeds, len(cell_list))
     directory = None if out is None else cache_dir(out, name)
-    if directory is not None:
+    if directory is not None and compute:
         directory.mkdir(parents=True, exist_ok=True)
-    run = _Run(name, str(task_version), cell_list, seed_list, base_seed, directory, executor, validate)
+    run = _Run(name, str(task_version), cell_list, seed_lists, base_seed, directory, executor, validate)
     run.lookup(use_cache)
     for path, why in run.rejected:
         warn(f"sweep: recomputing {path}: {why}")
+    if not compute and run.batches:
+        missing = sum(len(b[2]) for b in run.batches)
+        raise CacheMiss(f"{missing} run(s) of {len(run.batches)} cell(s) are not in the cache "
+                        f"{directory}; nothing is simulated without compute=True")
     if cost is not None:  # sorted() is stable: equal costs keep the grid order
         run.batches.sort(key=lambda b: -float(cost(dict(b[1]))))
-    run.bar = Progress(len(cell_list), len(cell_list) - len(run.batches), progress, label=name.rsplit(".", 1)[-1])
+        run.batch_cost = lambda params: float(cost(dict(params)))
+    todo = sum(run.batch_cost(b[1]) * len(b[2]) for b in run.batches)
+    run.bar = Progress(len(cell_list), len(cell_list) - len(run.batches), progress,
+                       label=label or name.rsplit(".", 1)[-1], work=todo)
     try:
         execute(run.batches, task, base_seed, executor, jobs, scheduler, run.on_done)
     finally:
         run.bar.close()
-    records = [run.found[i][s] for i in range(len(cell_list)) for s in seed_list if s in run.found[i]]
+    records = [run.found[i][s] for i in range(len(cell_list)) for s in seed_lists[i] if s in run.found[i]]
     return SweepResult(
         records=records, n_computed=run.n_computed, n_cached=run.n_cached,
         failures=[f for _, f in sorted(run.failures, key=lambda item: item[0])],

@@ -32,10 +32,14 @@ class Progress:
     label : str
         Printed before the bar.
     stream : text stream, default sys.stderr
+    work : float, optional
+        The total work of the cells to compute (e.g. rounds x workers): the
+        estimate of the time left then weighs cells by their work.
     """
 
     def __init__(
-        self, total: int, cached: int, enabled: bool, label: str = "", stream: TextIO | None = None
+        self, total: int, cached: int, enabled: bool, label: str = "", stream: TextIO | None = None,
+        work: float | None = None,
     ):
         self.label = f"{label} " if label else ""
         self._width = 0
@@ -43,6 +47,8 @@ class Progress:
         self.enabled = enabled and total > 0
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.total, self.cached, self.done, self.failed = total, cached, cached, 0
+        # with the cells' work known, the time left is estimated from work done, not from cells done
+        self.work, self.work_done = work, 0.0
         self.start = time.monotonic()
         self._last = -1e9
         self.update(force=True)
@@ -55,18 +61,23 @@ class Progress:
         remaining = self.total - self.done
         if remaining == 0:
             eta = "0:00"
+        elif computed == 0:
+            eta = "?"
+        elif self.work and self.work_done > 0:
+            eta = format_seconds(elapsed / self.work_done * max(self.work - self.work_done, 0.0))
         else:
-            eta = "?" if computed == 0 else format_seconds(elapsed / computed * remaining)
+            eta = format_seconds(elapsed / computed * remaining)
         failed = f", {self.failed} failed" if self.failed else ""
         return (
             f"{self.label}[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} cells "
             f"({self.cached} cached{failed}) {format_seconds(elapsed)} elapsed, ETA {eta}"
         )
 
-    def update(self, *, done: int = 0, failed: int = 0, force: bool = False) -> None:
-        """Count ``done`` more cells (``failed`` of them failed) and redraw when due."""
+    def update(self, *, done: int = 0, failed: int = 0, force: bool = False, cost: float = 0.0) -> None:
+        """Count ``done`` more cells (``failed`` of them failed, ``cost`` their work) and redraw when due."""
         self.done += done
         self.failed += failed
+        self.work_done += cost
         if not self.enabled:
             return
         now = time.monotonic()
