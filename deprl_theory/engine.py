@@ -20,11 +20,26 @@ algorithm      mixed                              matrix
 ``centralized`` representation only               11^T / N (exact average)
 =============  =================================  =========================
 
-Randomness: seed j of a batch owns one Generator; its minibatches are drawn
-in chunks of rounds (the chunk length depends only on the per-seed shapes), so
-seed j's numbers never depend on the other seeds in the batch, and the
-per-worker reference loop (:mod:`deprl_theory.reference`) replays the very
-same draws. Drawing the minibatches' normals is most of a run's time, so these
+Minibatches come from one of two samplers (``run(..., sampler=...)``), the
+same distribution of every iterate from different random numbers:
+
+* ``"direct"`` (the default for now) draws every input x ~ N(0, Sigma) of
+  every step, (tau + 1) b (d + 1) normals per worker and round
+  (:class:`DrawStream`); the per-worker reference loop
+  (:mod:`deprl_theory.reference`) replays these very draws, so the tests can
+  require the engine to match it to 1e-10;
+* ``"projected"`` draws, for the head steps, only the projections of x that
+  they need (z = Phi_i^T x and the label, q = r + 1 or 2r + 1 numbers per
+  sample, see :func:`~deprl_theory.problems.projection_factor`), and the whole
+  x only for the representation step: tau b q + b (d + 1) normals
+  (:class:`ProjectedDrawStream`; 410 instead of 1260 at d = 20, r = 3,
+  b = 10, tau = 5). Exact in distribution, not an approximation.
+
+Randomness: seed j of a batch owns one Generator, from which its draws come in
+an order that depends only on the per-seed shapes (and, for the direct
+sampler's chunks of rounds, on the run's length), so seed j's numbers never
+depend on the other seeds in the batch and a seed gives the same numbers on
+every run. Drawing the minibatches' normals is most of a run's time, so these
 streams use numpy's SFC64 bit generator (about 13 % faster normals than the
 default PCG64 here; equally reproducible: a seed gives the same numbers on
 every platform), see :func:`minibatch_generators`. Problem instances and
@@ -41,7 +56,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._rng import SeedLike
-from .problems import (Problem, head_gradient, minibatch_features, population_metrics, representation_gradient,
+from .problems import (Problem, head_gradient, linear_stationarity, minibatch_features, population_metrics,
+                       projected_minibatch, projection_factor, projection_width, representation_gradient,
                        seed_generators)
 
 __all__ = [
@@ -51,7 +67,10 @@ __all__ = [
     "StepSizes",
     "step_sizes",
     "theory_step_sizes",
+    "SAMPLERS",
     "DrawStream",
+    "ProjectedDrawStream",
+    "normals_per_worker_round",
     "minibatch_generators",
     "RunResult",
     "run",
@@ -59,10 +78,19 @@ __all__ = [
 ]
 
 ALGORITHMS = ("deprl", "dpsgd", "local", "centralized")
+#: minibatch samplers: "direct" draws every input x (replayed by the reference loop), "projected"
+#: draws only the projections of the head steps' inputs (exact in distribution, far fewer normals)
+SAMPLERS = ("direct", "projected")
 METRICS = ("R", "H", "C", "G")
 
 # Chunks of pre-drawn minibatches are capped at this many floats per seed.
 _CHUNK_FLOATS = 2_000_000
+# The linear problem's per-round metrics are evaluated for stacks of rounds: a stack holds at most
+# this many bytes of one seed's states (per seed, so that a seed's time averages, summed stack by
+# stack, never depend on the other seeds of the batch), and stacks of fewer than _MIN_METRIC_STACK
+# rounds are not worth the copies.
+_METRIC_STACK_BYTES_PER_SEED = 512_000
+_MIN_METRIC_STACK = 4
 
 
 @dataclass(frozen=True)
@@ -168,20 +196,31 @@ def minibatch_generators(seed: SeedLike | Sequence[SeedLike], n_seeds: int) -> l
     return seed_generators(seed, n_seeds, "run", bit_generator=MINIBATCH_BIT_GENERATOR)
 
 
+def _chunk_rounds(per_round: int, rounds: int | None) -> int:
+    """Rounds per chunk of pre-drawn minibatches: at most ``_CHUNK_FLOATS`` floats per seed, and never
+    more rounds than the run has (``rounds``; None: not known, no cap), so that a short run does not
+    allocate and draw a whole chunk it will not use."""
+    chunk = max(1, _CHUNK_FLOATS // per_round)
+    return chunk if rounds is None else max(1, min(chunk, int(rounds)))
+
+
 class DrawStream:
-    """Per-seed minibatch draws, replayable by a reference implementation.
+    """Per-seed minibatch draws of the direct sampler, replayable by a reference implementation.
 
     ``next()`` returns the inputs ``X`` (S, steps, N, b, d) and standard-normal
     label noise ``eps`` (S, steps, N, b) of one round, ``steps = tau + 1``
-    (tau head minibatches, then the representation minibatch).
+    (tau head minibatches, then the representation minibatch). Per seed and
+    chunk of rounds: the inputs' normals of every round of the chunk, then the
+    label noise. The chunk length depends only on the per-seed shapes and on
+    ``rounds``, the run's length, which caps it (None: no cap).
     """
 
     def __init__(self, rngs: Sequence[np.random.Generator], steps: int, n_workers: int, batch: int, dim: int,
-                 cov_chol: np.ndarray | None = None):
+                 cov_chol: np.ndarray | None = None, *, rounds: int | None = None):
         self.rngs = list(rngs)
         self.shape = (steps, n_workers, batch, dim)
-        per_round = steps * n_workers * batch * (dim + 1)
-        self.chunk = max(1, _CHUNK_FLOATS // per_round)
+        self.per_round = steps * n_workers * batch * (dim + 1)
+        self.chunk = _chunk_rounds(self.per_round, rounds)
         self.cov_chol = cov_chol
         self._raw = self._X = self._eps = None
         self._pos = self.chunk
@@ -199,11 +238,93 @@ class DrawStream:
         self._pos = 0
 
     def next(self) -> tuple[np.ndarray, np.ndarray]:
+        """The next round's ``X`` and ``eps``."""
         if self._pos >= self.chunk:
             self._refill()
         k = self._pos
         self._pos += 1
         return self._X[:, k], self._eps[:, k]
+
+
+class ProjectedDrawStream:
+    """Per-seed minibatch draws of the projected sampler, one round at a time.
+
+    A round's draws come in two calls, in this order:
+
+    * :meth:`heads` returns ``H`` (S, N, tau, b, q): standard normals of the
+      tau head minibatches, q per sample
+      (:func:`~deprl_theory.problems.projection_width`), which
+      :func:`~deprl_theory.problems.projection_factor` turns into the
+      projections the head steps need; worker-major, so that one worker's
+      tau b samples are one matrix;
+    * :meth:`representation` returns ``X`` (S, N, b, d), the inputs of the
+      representation minibatch (coloured by ``cov_chol``), and ``eps``
+      (S, N, b), their standard-normal label noise.
+
+    (:meth:`next` makes both calls.) Per seed and round the numbers are drawn
+    in that order: H, then X's normals, then eps. Drawing round by round, and
+    the head normals apart from the representation step's, keeps what a step
+    works on in cache (measured faster here than chunks of rounds, and no
+    memory to speak of), and makes a run's first K rounds the same whatever
+    its length. The buffers are reused: a round's arrays are valid until the
+    next call. ``rounds`` is accepted for symmetry with :class:`DrawStream`.
+    """
+
+    #: rounds drawn at once (the bench times whole chunks)
+    chunk = 1
+
+    def __init__(self, rngs: Sequence[np.random.Generator], tau: int, n_workers: int, batch: int, dim: int,
+                 width: int, cov_chol: np.ndarray | None = None, *, rounds: int | None = None):
+        self.rngs = list(rngs)
+        S = len(self.rngs)
+        self.cov_chol = cov_chol
+        self._H = np.empty((S, n_workers, tau, batch, width))
+        self._raw = np.empty((S, n_workers, batch, dim))
+        self._X = self._raw if cov_chol is None else np.empty_like(self._raw)
+        self._eps = np.empty((S, n_workers, batch))
+        self.per_round = self._H[0].size + self._raw[0].size + self._eps[0].size
+
+    def heads(self) -> np.ndarray:
+        """The next round's head normals ``H`` (S, N, tau, b, q)."""
+        for s, rng in enumerate(self.rngs):
+            rng.standard_normal(out=self._H[s])
+        return self._H
+
+    def representation(self) -> tuple[np.ndarray, np.ndarray]:
+        """The round's representation minibatch: inputs ``X`` (S, N, b, d) and label noise ``eps`` (S, N, b)."""
+        for s, rng in enumerate(self.rngs):
+            rng.standard_normal(out=self._raw[s])
+            rng.standard_normal(out=self._eps[s])
+        if self.cov_chol is not None:
+            np.matmul(self._raw, self.cov_chol.T, out=self._X)
+        return self._X, self._eps
+
+    def next(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One whole round: ``H``, ``X``, ``eps``."""
+        H = self.heads()
+        X, eps = self.representation()
+        return H, X, eps
+
+
+def normals_per_worker_round(problem: Problem, tau: int, sampler: str = "direct") -> int:
+    """Standard normals one worker draws per round: the sampler's whole cost in random numbers.
+
+    ``direct``: (tau + 1) b (d + 1), every minibatch's inputs and noise.
+    ``projected``: tau b q + b (d + 1), q = projection_width (r + 1 linear, 2r + 1 nonlinear).
+
+    Examples
+    --------
+    >>> from deprl_theory.problems import make_problem
+    >>> p = make_problem("linear", 4, dim=20, rank=3, batch=10, seed=0)
+    >>> normals_per_worker_round(p, 5, "direct"), normals_per_worker_round(p, 5, "projected")
+    (1260, 410)
+    """
+    b, d = problem.batch, problem.dim
+    if sampler == "direct":
+        return (tau + 1) * b * (d + 1)
+    if sampler == "projected":
+        return tau * b * projection_width(problem) + b * (d + 1)
+    raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
 
 
 def consensus(W, Phi: np.ndarray) -> np.ndarray:
@@ -282,6 +403,109 @@ def _mixing_for(algorithm: str, W, n_workers: int):
     return W if sp.issparse(W) else np.asarray(W, dtype=float)
 
 
+def _identity(a: np.ndarray) -> np.ndarray:
+    return a
+
+
+def _transposed(a: np.ndarray) -> np.ndarray:
+    return np.swapaxes(a, -1, -2)
+
+
+def _direct_round(problem: Problem, stream: DrawStream, theta: np.ndarray, B: np.ndarray, alpha: float,
+                  beta: float, tau: int) -> tuple[np.ndarray, np.ndarray]:
+    """Head and representation steps of one round on directly drawn minibatches (the reference loop's)."""
+    X, eps = stream.next()
+    # B is the same for the whole round (frozen in the head steps, used as is in the
+    # representation step): featurize all tau + 1 minibatches in one product
+    feats, pre, y = minibatch_features(problem, B, X, eps)
+    for t in range(tau):
+        theta = theta - alpha * head_gradient(feats[:, t], theta, y[:, t])
+    B = B - beta * representation_gradient(problem, theta, X[:, tau], feats[:, tau], pre[:, tau], y[:, tau])
+    return theta, B
+
+
+class _ProjectedRound:
+    """Head and representation steps of one round with the projected sampler.
+
+    The head steps see the inputs only through projections (see
+    :func:`~deprl_theory.problems.projection_factor`), drawn from q normals
+    per sample with one factor per worker and round (B is frozen); the
+    representation step needs the whole input and draws it.
+
+    Works on the representations transposed, ``Bt`` (S, N, r, d): the
+    representation step's rank-one update theta g^T then runs along d, and
+    numpy's elementwise loops are far faster along a long axis than along r.
+    Work buffers are allocated once per run: fresh pages every round would
+    cost as much as the arithmetic.
+    """
+
+    def __init__(self, problem: Problem, stream: ProjectedDrawStream, tau: int, alpha: float, beta: float):
+        self.problem, self.stream, self.alpha, self.beta = problem, stream, alpha, beta
+        S, N, b, r = problem.n_seeds, problem.n_workers, problem.batch, problem.rank
+        self.linear = problem.kind == "linear"
+        if self.linear:
+            q = r + 1
+            self._Ht = np.empty((S, N, q, tau * b))
+            self._Zt = np.empty((S, N, r, tau * b))
+            self._ZD = np.empty((S, N, tau * b, q))
+            self._K = np.empty((S, N, tau, r, q))
+            self._Ksoa = np.empty((tau, r, q, S * N))
+            self._phi = np.full((q, S * N), -1.0)  # [theta; -1], see _linear_heads
+
+    def _linear_heads(self, L: np.ndarray, H: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """The tau head steps of the linear problem, through q x q sufficient statistics.
+
+        With one step's normals E (b, q) and the factor L, the minibatch is
+        [Z y] = E L^T, and the step theta <- theta - (alpha/b) Z^T (Z theta - y)
+        is the affine map theta <- theta - K [theta; -1] with
+        K = (alpha/b) Z^T [Z, y] = (alpha/b) (L_A E_z^T) (E L^T).
+        Both factors come from one product per worker over its tau b samples;
+        only K (r x q per step) is formed per step, and the steps themselves
+        are r x q matrix-vector products.
+        """
+        S, N, tau, b, q = H.shape
+        r = q - 1
+        E = H.reshape(S, N, tau * b, q)
+        np.copyto(self._Ht, np.swapaxes(E, -1, -2))  # contiguous (q, tau b): batched matmul is fastest on those
+        np.matmul((self.alpha / b) * L[..., :r, :r], self._Ht[..., :r, :], out=self._Zt)  # (alpha/b) Z^T
+        np.matmul(E, np.ascontiguousarray(np.swapaxes(L, -1, -2)), out=self._ZD)  # [Z, y]
+        np.matmul(self._Zt.reshape(S, N, r, tau, b).transpose(0, 1, 3, 2, 4), self._ZD.reshape(S, N, tau, b, q),
+                  out=self._K)
+        # The steps in struct-of-arrays layout (worker last): the r x q products per step then run
+        # along the long worker axis, several times faster than batched tiny matrix-vector products.
+        K = self._Ksoa
+        np.copyto(K.reshape(tau, r, q, S, N), self._K.transpose(2, 3, 4, 0, 1))
+        phi = self._phi  # [theta; -1]: each step is one matrix-vector product
+        phi[:r] = theta.reshape(S * N, r).T
+        for t in range(tau):
+            phi[:r] -= np.einsum("ijn,jn->in", K[t], phi)
+        return np.ascontiguousarray(phi[:r].T).reshape(S, N, r)
+
+    def __call__(self, theta: np.ndarray, Bt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        problem = self.problem
+        H = self.stream.heads()
+        B = np.swapaxes(Bt, -1, -2)
+        L = projection_factor(problem, B)
+        if self.linear:
+            theta = self._linear_heads(L, H, theta)
+            # representation step: residuals X (B theta - t) - noise eps, gradient X^T resid theta^T / b
+            X, eps = self.stream.representation()
+            b = X.shape[-2]
+            v = (theta[:, :, None, :] @ Bt)[:, :, 0] - problem.targets
+            resid = (X @ v[..., None])[..., 0] - problem.noise * eps
+            g = (resid[..., None, :] @ X)[:, :, 0]  # X^T resid, (S, N, d)
+            step = (self.beta / b) * theta[..., None] * g[:, :, None, :]
+            return theta, np.subtract(Bt, step, out=step)
+        feats, _, y = projected_minibatch(problem, L, H.transpose(0, 2, 1, 3, 4))
+        for t in range(H.shape[2]):
+            theta = theta - self.alpha * head_gradient(feats[:, t], theta, y[:, t])
+        X, eps = self.stream.representation()
+        feats, pre, y = minibatch_features(problem, B, X[:, None], eps[:, None])
+        Bt = Bt - self.beta * np.swapaxes(representation_gradient(problem, theta, X, feats[:, 0], pre[:, 0], y[:, 0]),
+                                          -1, -2)
+        return theta, Bt
+
+
 def run(
     problem: Problem,
     W=None,
@@ -297,6 +521,7 @@ def run(
     blowup: float = 1e6,
     seed: SeedLike | Sequence[SeedLike] = None,
     validate: bool = True,
+    sampler: str = "direct",
 ) -> RunResult:
     """Run ``algorithm`` for ``rounds`` rounds on every seed and worker of ``problem``.
 
@@ -327,6 +552,16 @@ def run(
         flagged as diverged, frozen at NaN, and the others go on.
     seed : None, int, Generator, or one seed per batch entry
         Randomness of the minibatches (independent of the problem's seed).
+    sampler : {"direct", "projected"}
+        How the minibatches are drawn. ``"direct"`` draws every input x
+        (d normals per sample) and is what the reference loop replays.
+        ``"projected"`` draws for the head steps only the projections of x
+        they need (:func:`~deprl_theory.problems.projection_factor`; r + 1
+        normals per sample for the linear problem, 2r + 1 for the nonlinear
+        one) and the full x for the representation step: the same
+        distribution of every iterate, from far fewer random numbers (see
+        :func:`normals_per_worker_round`), but other numbers than "direct"
+        for the same seed.
 
     Returns
     -------
@@ -335,6 +570,8 @@ def run(
     t0 = time.perf_counter()
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     if isinstance(rounds, bool) or int(rounds) != rounds or rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
     if isinstance(tau, bool) or int(tau) != tau or tau < 1:
@@ -355,12 +592,26 @@ def run(
     if average_every is None:
         average_every = 1 if problem.kind == "linear" else max(1, rounds // 200)
     rngs = minibatch_generators(seed, S)
-    stream = DrawStream(rngs, tau + 1, N, problem.batch, d, problem.cov_chol)
+    if sampler == "direct":
+        stream = DrawStream(rngs, tau + 1, N, problem.batch, d, problem.cov_chol, rounds=rounds)
+    else:
+        stream = ProjectedDrawStream(rngs, tau, N, problem.batch, d, projection_width(problem), problem.cov_chol,
+                                     rounds=rounds)
 
     theta = np.zeros((S, N, r))
-    B = np.broadcast_to(problem.B0[:, None], (S, N, d, r)).copy()
     alpha_, beta_ = steps.alpha, steps.beta
     gossip_heads = algorithm == "dpsgd"
+    # The representations live in ``rep``: B itself (S, N, d, r) for the direct sampler; transposed,
+    # (S, N, r, d), for the projected one (see _ProjectedRound). Mixing, averaging and the divergence
+    # check act on every worker's entries alike, so they work on either layout.
+    if sampler == "direct":
+        projected = None
+        rep = np.broadcast_to(problem.B0[:, None], (S, N, d, r)).copy()
+        as_B = _identity
+    else:
+        projected = _ProjectedRound(problem, stream, tau, alpha_, beta_)
+        rep = np.broadcast_to(np.swapaxes(problem.B0, -1, -2)[:, None], (S, N, r, d)).copy()
+        as_B = _transposed
 
     eval_rounds = sorted(set(range(0, rounds, eval_every)) | {rounds})
     trace: dict[str, list] = {"round": eval_rounds}
@@ -377,12 +628,38 @@ def run(
                 trace_vals[m] = np.full((S, len(eval_rounds)), np.nan)
             trace_vals[m][:, next_eval] = v
 
+    # The linear problem's time averages sample every round; its R, H, C, G are evaluated for stacks
+    # of rounds (a few numpy calls per stack rather than per round; the same values to rounding).
+    per_seed = (rep.nbytes + theta.nbytes) // S
+    stack = min(64, _METRIC_STACK_BYTES_PER_SEED // per_seed, rounds) if problem.kind == "linear" else 0
+    if stack < _MIN_METRIC_STACK:
+        stack = 0  # one round at a time
+    else:
+        stacked_theta = np.empty((stack,) + theta.shape)
+        stacked_rep = np.empty((stack,) + rep.shape)
+    n_stacked = 0
+
+    def flush() -> None:
+        nonlocal n_stacked
+        if n_stacked:
+            vals = linear_stationarity(problem, stacked_theta[:n_stacked], as_B(stacked_rep[:n_stacked]))
+            for m in METRICS:
+                sums[m] += vals[m].sum(axis=0)
+            n_stacked = 0
+
     with np.errstate(all="ignore"):  # a diverging seed must not stop the others
         for k in range(rounds + 1):
             want_eval = k == eval_rounds[next_eval]
             want_avg = k < rounds and k % average_every == 0
-            if want_eval or want_avg:
-                vals = population_metrics(problem, theta, B, ground_truth=want_eval)
+            if want_avg and stack and not want_eval:
+                stacked_theta[n_stacked] = theta
+                stacked_rep[n_stacked] = rep
+                n_stacked += 1
+                n_avg += 1
+                if n_stacked == stack:
+                    flush()
+            elif want_eval or want_avg:
+                vals = population_metrics(problem, theta, as_B(rep), ground_truth=want_eval)
                 if want_avg:
                     for m in METRICS:
                         sums[m] += vals[m]
@@ -392,30 +669,33 @@ def run(
                     next_eval += 1
             if k == rounds:
                 break
-            X, eps = stream.next()
-            # B is the same for the whole round (frozen in 1., used as is in 2.):
-            # featurize all tau + 1 minibatches in one product
-            feats, pre, y = minibatch_features(problem, B, X, eps)
-            # 1. head: tau SGD steps with the representation frozen
-            for t in range(tau):
-                theta = theta - alpha_ * head_gradient(feats[:, t], theta, y[:, t])
-            # 2. representation: one SGD step with the new head
-            B = B - beta_ * representation_gradient(problem, theta, X[:, tau], feats[:, tau], pre[:, tau], y[:, tau])
+            # 1. head: tau SGD steps with the representation frozen; 2. representation: one SGD step
+            if projected is None:
+                theta, rep = _direct_round(problem, stream, theta, rep, alpha_, beta_, tau)
+            else:
+                theta, rep = projected(theta, rep)
             # 3. consensus
             if isinstance(mix, str):
-                B = np.broadcast_to(B.mean(axis=1, keepdims=True), B.shape).copy()
+                rep = np.broadcast_to(rep.mean(axis=1, keepdims=True), rep.shape).copy()
             elif mix is not None:
-                B = consensus(mix, B)
+                rep = consensus(mix, rep)
                 if gossip_heads:
                     theta = consensus(mix, theta)
             # divergence: non-finite or blown-up parameters freeze that seed at NaN
-            size = np.max(np.abs(B), axis=(1, 2, 3)) + np.max(np.abs(theta), axis=(1, 2))
-            bad = ~(size < blowup) & ~diverged
-            if bad.any():
-                diverged |= bad
-                diverged_round[bad] = k + 1
-                B[bad] = np.nan
-                theta[bad] = np.nan
+            # (max |B| as max(max B, -min B): the same number without a temporary |B|)
+            flat = rep.reshape(S, -1)
+            size = (np.maximum(np.maximum.reduce(flat, axis=1), -np.minimum.reduce(flat, axis=1))
+                    + np.maximum.reduce(np.abs(theta).reshape(S, -1), axis=1))
+            calm = size < blowup
+            if not calm.all():
+                bad = ~calm & ~diverged
+                if bad.any():
+                    diverged |= bad
+                    diverged_round[bad] = k + 1
+                    rep[bad] = np.nan
+                    theta[bad] = np.nan
+        flush()
+    B = np.ascontiguousarray(as_B(rep))
 
     averages = {m: sums[m] / max(n_avg, 1) for m in METRICS}
     for m in averages:
@@ -426,5 +706,5 @@ def run(
         algorithm=algorithm, rounds=rounds, tau=tau, trace=trace, averages=averages, final=final,
         diverged=diverged, diverged_round=diverged_round, steps=steps, average_every=average_every,
         seconds=time.perf_counter() - t0, theta=theta, B=B,
-        settings={"problem": problem.settings, "n_workers": N, "n_seeds": S},
+        settings={"problem": problem.settings, "n_workers": N, "n_seeds": S, "sampler": sampler},
     )

@@ -19,6 +19,7 @@ personalized risk is ``noise**2 / 2``.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Sequence
@@ -39,7 +40,11 @@ __all__ = [
     "head_gradient",
     "representation_gradient",
     "stochastic_gradients",
+    "projection_width",
+    "projection_factor",
+    "projected_minibatch",
     "population_metrics",
+    "linear_stationarity",
     "population_loss_and_grads",
     "subspace_distance",
 ]
@@ -480,16 +485,304 @@ def stochastic_gradients(
 
 
 # --------------------------------------------------------------------------
+# Projected head-step minibatches (the engine's ``sampler="projected"``).
+# --------------------------------------------------------------------------
+# During the tau head steps of a round the representation B_i is frozen, and a
+# head step sees an input x only through a few projections of it: z = B_i^T x
+# and the clean label's projection (x^T t_i for the linear problem, B*^T x for
+# the nonlinear one). For x ~ N(0, Sigma) those projections are jointly Gaussian,
+# so they can be drawn directly from q standard normals per sample instead of
+# drawing x (d normals) and projecting it: exact in distribution.
+def projection_width(problem: Problem) -> int:
+    """Standard normals per sample of a projected head-step minibatch.
+
+    ``r + 1`` for the linear problem (the features z = B_i^T x and the noisy
+    label, whose noise merges into one Gaussian coordinate), ``2 r + 1`` for the
+    nonlinear one (z, the true projections w = B*^T x, and the label noise, which
+    is added after the activation and so stays a coordinate of its own).
+    """
+    return problem.rank + 1 if problem.kind == "linear" else 2 * problem.rank + 1
+
+
+# A pivot of B^T Sigma B at or below this fraction of its diagonal entry is taken as 0:
+# that column of B is then (numerically) a combination of the previous ones, its
+# feature a fixed combination of theirs, and the regression below skips it.
+_PIVOT_RTOL = 1e-13
+# Where noise^2 is below this fraction of the clean label's variance t^T Sigma t, the
+# label's conditional variance noise^2 + (t^T Sigma t - c^T A^{-1} c) is taken from the
+# regression residual instead of the difference, which rounding would swamp (see below).
+_EXACT_RESIDUAL_BELOW = 1e-6
+
+
+def _cholesky_regress(A: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cholesky factor L_A of A and ``U = L_A^{-1} C``, one matrix of the batch at a time.
+
+    ``A`` (..., r, r) symmetric positive (semi-)definite, ``C`` (..., r, m).
+    Returns, in struct-of-arrays layout (matrix indices first, batch last):
+    ``lA`` (r, r, ...) lower triangular, ``U`` (r, m, ...) and ``inv``
+    (r, ...), the reciprocal pivots (0 for a clipped pivot).
+
+    Loops over the r columns of whole-batch elementwise operations: r is
+    small and the batch large, so this beats a LAPACK call per matrix, and no
+    matrix of the batch can make another fail (each seed is factored on its
+    own). A pivot at or below ``_PIVOT_RTOL`` times its diagonal entry (a
+    rank-deficient B) gives a zero column, not a division by zero: that
+    feature is then a fixed combination of the previous ones, which is exact.
+    """
+    r, m = A.shape[-1], C.shape[-1]
+    batch = A.shape[:-2]
+    # both as contiguous (matrix axes first) copies: a[i, j] is entry (i, j) over the batch, and
+    # elementwise operations run several times faster on contiguous arrays than on strided views
+    a = np.ascontiguousarray(_batch_first(A, 2))
+    U = np.ascontiguousarray(_batch_first(C, 2))  # becomes L_A^{-1} C row by row, in place
+    lA = np.zeros((r, r) + batch)
+    inv = np.zeros((r,) + batch)
+    for j in range(r):
+        done = lA[j, :j]  # row j left of the diagonal
+        pivot = a[j, j] - np.square(done).sum(axis=0) if j else a[j, j]
+        ok = pivot > _PIVOT_RTOL * a[j, j]
+        lA[j, j] = np.sqrt(np.where(ok, pivot, 0.0))
+        np.divide(1.0, lA[j, j], out=inv[j], where=ok)
+        if j + 1 < r:
+            below = a[j + 1:, j] - (lA[j + 1:, :j] * done).sum(axis=1) if j else a[j + 1:, j]
+            np.multiply(below, inv[j], out=lA[j + 1:, j])
+        if j:
+            U[j] -= (done[:, None] * U[:j]).sum(axis=0)
+        U[j] *= inv[j]
+    return lA, U, inv
+
+
+def _back_substitute(lA: np.ndarray, inv: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """``beta = L_A^{-T} U`` (r, m, ...) in the layout of :func:`_cholesky_regress`: beta = A^{-1} C."""
+    r = lA.shape[0]
+    beta = np.empty_like(U)
+    for j in range(r - 1, -1, -1):
+        rest = U[j] - (lA[j + 1:, j, None] * beta[j + 1:]).sum(axis=0) if j + 1 < r else U[j]
+        beta[j] = rest * inv[j]
+    return beta
+
+
+def _batch_last(a: np.ndarray, k: int) -> np.ndarray:
+    """View struct-of-arrays ``a`` (k matrix axes first, then the batch) with the matrix axes last."""
+    return a.transpose(tuple(range(k, a.ndim)) + tuple(range(k)))
+
+
+def _batch_first(a: np.ndarray, k: int) -> np.ndarray:
+    """View ``a`` (batch, then k matrix axes) in struct-of-arrays layout: the matrix axes first."""
+    n = a.ndim - k
+    return a.transpose(tuple(range(n, a.ndim)) + tuple(range(n)))
+
+
+def _psd_sqrt(R: np.ndarray) -> np.ndarray:
+    """A square root F (F F^T = R) of symmetric positive semi-definite matrices R (..., m, m).
+
+    Eigenvalues that rounding made slightly negative are clipped at 0, so a
+    singular or rank-deficient R (a learned subspace) gives a finite, exact
+    factor. Non-finite matrices (a diverged seed) give NaN.
+    """
+    finite = np.isfinite(R).all(axis=(-2, -1))
+    vals, vecs = np.linalg.eigh(np.where(finite[..., None, None], R, 0.0))
+    F = vecs * np.sqrt(np.maximum(vals, 0.0))[..., None, :]
+    F[~finite] = np.nan
+    return F
+
+
+def projection_factor(problem: Problem, B: np.ndarray) -> np.ndarray:
+    """Factor L (S, N, q, q) with which q standard normals become one sample's head-step projections.
+
+    A row e (q,) of standard normals gives ``p = L e``, distributed as the
+    projections of one input x ~ N(0, Sigma) that a head step needs under the
+    representation ``B`` (S, N, d, r), ``q = projection_width(problem)``:
+
+    * linear: ``p = (z, y)``, z = B_i^T x (r) and the noisy label
+      y = t_i^T x + noise * eps, t_i = B* w_i*;
+    * nonlinear: ``p = (z, w, noise * eps)``, w = B*^T x (r); the label is
+      w_i*^T act(w) + noise * eps.
+
+    L L^T is the covariance of p, with blocks A = B^T Sigma B, C = B^T Sigma T
+    and T^T Sigma T (T = t_i or B*), plus the noise. It is built in two stages
+    that stay exact when that covariance is singular (once span(B_i) contains
+    t_i or B*, with no noise): z first, z = L_A e_z with L_A the Cholesky
+    factor of A (positive definite while B_i has full rank); then the rest
+    given z by regression, T^T x = beta^T z + residual with beta = A^{-1} C,
+    so L = [[L_A, 0], [U^T, F]] with U = L_A^{-1} C and F a square root of the
+    residual covariance (plus the noise). The residual covariance is the
+    difference D - U^T U only where the noise dominates the rounding of that
+    difference (linear problem, noise^2 >= 1e-6 t^T Sigma t); elsewhere it is
+    formed from the residual vectors Res = T - B beta themselves,
+    Res^T Sigma Res, accurate to rounding even where it is exactly 0, and its
+    square root clips eigenvalues that rounding made negative: no Cholesky
+    that could fail, no loss of accuracy at a learned subspace.
+
+    Examples
+    --------
+    >>> p = make_problem("linear", 2, dim=5, rank=2, noise=0.5, n_seeds=1, seed=0)
+    >>> B = np.broadcast_to(p.B0[:, None], (1, 2, 5, 2))
+    >>> L = projection_factor(p, B)
+    >>> P = np.concatenate((B, p.targets[..., None]), axis=-1)
+    >>> cov = np.swapaxes(P, -1, -2) @ P + np.diag([0, 0, 0.25])
+    >>> np.allclose(L @ np.swapaxes(L, -1, -2), cov)
+    True
+    """
+    if problem.cov_chol is not None:  # Sigma = K K^T: Sigma-inner products are plain inner products of K^T B, K^T T
+        B = problem.cov_chol.T @ B
+    if problem.kind == "linear":
+        return _linear_factor(B, problem)
+    T = np.broadcast_to(problem.B_star[:, None], B.shape)
+    if problem.cov_chol is not None:
+        T = problem.cov_chol.T @ T
+    return _regression_factor(B, T, problem.noise, merge_noise=False)
+
+
+# The linear factor's per-worker constants (whitened targets, their variance, which path): they depend
+# on the problem only, and a Problem is immutable, so they are computed once per problem.
+_LINEAR_CONSTANTS: "weakref.WeakKeyDictionary[Problem, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _linear_constants(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whitened targets K^T t (S, N, d, 1), their variance t^T Sigma t (S, N), and where the noise is too
+    small for the Schur complement (see :func:`_linear_factor`)."""
+    try:
+        return _LINEAR_CONSTANTS[problem]
+    except KeyError:
+        pass
+    t = problem.targets[..., None]
+    if problem.cov_chol is not None:
+        t = problem.cov_chol.T @ t
+    D = np.einsum("snd,snd->sn", t[..., 0], t[..., 0])
+    exact = ~(problem.noise**2 >= _EXACT_RESIDUAL_BELOW * D)
+    out = (_read_only(t), _read_only(D), _read_only(exact))
+    _LINEAR_CONSTANTS[problem] = out
+    return out
+
+
+def _regression_factor(B: np.ndarray, T: np.ndarray, noise: float, *, merge_noise: bool) -> np.ndarray:
+    """The factor of :func:`projection_factor` through the regression of T on B, batched over B's leading axes.
+
+    ``B`` (..., d, r) and ``T`` (..., d, m) are Sigma-whitened (plain inner
+    products are Sigma-inner products). ``merge_noise``: the noise joins the
+    single target's residual (the linear label, m = 1); otherwise it gets a
+    coordinate of its own (the last).
+    """
+    batch, r, m = B.shape[:-2], B.shape[-1], T.shape[-1]
+    Bt = np.ascontiguousarray(np.swapaxes(B, -1, -2))  # both orientations contiguous: numpy's batched
+    B = np.ascontiguousarray(B)  # matmul is several times faster on those
+    lA, U, inv = _cholesky_regress(Bt @ B, Bt @ T)
+    beta = _batch_last(_back_substitute(lA, inv, U), 2)  # (..., r, m) = A^{-1} C
+    res = T - B @ beta  # (..., d, m): what of T the features z cannot explain, exactly 0 once T is in span(B)
+    R = np.swapaxes(res, -1, -2) @ res  # its covariance, from the residual itself: no cancellation
+    q = r + m + (0 if merge_noise else 1)
+    L = np.zeros((q, q) + batch)  # struct of arrays, transposed at the end
+    L[:r, :r] = lA
+    L[r:r + m, :r] = np.swapaxes(U, 0, 1)
+    if merge_noise:
+        L[r, r] = np.sqrt(R[..., 0, 0] + noise**2)
+    else:
+        L[r:r + m, r:r + m] = _batch_first(_psd_sqrt(R), 2)
+        L[q - 1, q - 1] = noise
+    return np.ascontiguousarray(_batch_last(L, 2))
+
+
+def _linear_factor(B: np.ndarray, problem: Problem) -> np.ndarray:
+    """:func:`projection_factor` of the linear problem, for Sigma-whitened representations ``B`` (S, N, d, r).
+
+    Where the noise dominates the rounding of the label's conditional variance
+    (noise^2 >= 1e-6 t^T Sigma t: the sweeps' case), the factor is the plain
+    Cholesky factor of the joint covariance [[A, c], [c^T, D + noise^2]],
+    one LAPACK call for the batch; it is positive definite there. Elsewhere
+    (no noise: singular once t is in span(B)), and for any matrix that LAPACK
+    rejects (a rank-deficient B), :func:`_regression_factor` builds it. Which
+    path an entry takes depends on that entry alone, so a seed's numbers never
+    depend on the other seeds of the batch.
+    """
+    r = B.shape[-1]
+    t, D, exact = _linear_constants(problem)
+    Bt = np.ascontiguousarray(np.swapaxes(B, -1, -2))  # both orientations contiguous: batched
+    G = np.empty(B.shape[:-2] + (r + 1, r + 1))  # matmul is several times faster on those
+    G[..., :r, :r] = Bt @ np.ascontiguousarray(B)
+    c = (Bt @ t)[..., 0]
+    G[..., :r, r] = c
+    G[..., r, :r] = c
+    G[..., r, r] = D + problem.noise**2
+    some_exact = exact.any()
+    if some_exact:
+        G[exact] = np.eye(r + 1)  # placeholders, replaced below
+    L, failed = _batched_cholesky(G)
+    redo = exact | failed if some_exact else failed
+    if redo.any():
+        idx = np.nonzero(redo)
+        L[idx] = _regression_factor(B[idx], t[idx], problem.noise, merge_noise=True)
+    return L
+
+
+def _batched_cholesky(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower Cholesky factors of a batch (..., n, n), and where LAPACK rejected a matrix (not positive definite).
+
+    numpy factors the batch with one LAPACK call per matrix but raises for the
+    whole batch if one fails; then each matrix is factored on its own, so that
+    the other entries' factors are exactly what the batch call gives.
+    """
+    failed = np.zeros(G.shape[:-2], dtype=bool)
+    try:
+        return np.linalg.cholesky(G), failed
+    except np.linalg.LinAlgError:
+        pass
+    # A seed that diverged is NaN for the rest of its run: set those aside in one more batch call,
+    # so that they do not send every later round down the per-matrix path below.
+    finite = np.isfinite(G).all(axis=(-2, -1))
+    try:
+        L = np.linalg.cholesky(np.where(finite[..., None, None], G, np.eye(G.shape[-1])))
+        L[~finite] = np.nan
+        return L, failed
+    except np.linalg.LinAlgError:
+        pass
+    L = np.full_like(G, np.nan)
+    for idx in zip(*np.nonzero(finite)):  # only for a rank-deficient B: a matrix LAPACK rejects
+        try:
+            L[idx] = np.linalg.cholesky(G[idx])
+        except np.linalg.LinAlgError:
+            failed[idx] = True
+    return L, failed
+
+
+def projected_minibatch(
+    problem: Problem, L: np.ndarray, H: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, pre-activations and labels of head-step minibatches from projected draws.
+
+    Parameters
+    ----------
+    L : (S, N, q, q) factor from :func:`projection_factor`
+    H : (S, [T,] N, b, q) standard normals, q = ``projection_width(problem)``
+
+    Returns
+    -------
+    feats, pre : (S, [T,] N, b, r);  y : (S, [T,] N, b) labels. Distributed
+    exactly as :func:`minibatch_features` of inputs x ~ N(0, Sigma) under the
+    representation L was built for.
+    """
+    r = problem.rank
+    Pj = H @ _per_worker(np.swapaxes(L, -1, -2), H.ndim - 4)  # rows p^T = e^T L^T
+    pre = Pj[..., :r]
+    if problem.kind == "linear":
+        return pre, pre, Pj[..., r]
+    act, _ = ACTIVATIONS[problem.activation]
+    clean = (act(Pj[..., r:2 * r]) @ _per_worker(problem.heads_star[..., None], H.ndim - 4))[..., 0]
+    return act(pre), pre, clean + Pj[..., 2 * r]
+
+
+# --------------------------------------------------------------------------
 # Population quantities.
 # --------------------------------------------------------------------------
 def population_loss_and_grads(
-    problem: Problem, theta: np.ndarray, B: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    problem: Problem, theta: np.ndarray, B: np.ndarray, *, grads: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Excess population loss F_i - noise floor and its gradients, per seed and worker.
 
     ``B`` is (S, N, d, r) (each worker its own) or (S, d, r) (one shared
     representation, e.g. the network average). Exact for the linear problem;
-    on the fixed evaluation sample for the nonlinear one.
+    on the fixed evaluation sample for the nonlinear one. ``grads=False``
+    skips the gradients (returned as None): the loss alone is far cheaper.
 
     Returns
     -------
@@ -501,6 +794,8 @@ def population_loss_and_grads(
         v = np.einsum("sndr,snr->snd", B, theta) - problem.targets  # (S, N, d)
         sv = v if problem.cov_chol is None else v @ problem.covariance
         excess = 0.5 * np.einsum("snd,snd->sn", v, sv)
+        if not grads:
+            return excess, None, None
         g_theta = np.einsum("sndr,snd->snr", B, sv)
         g_B = sv[..., None] * theta[:, :, None, :]
         return excess, g_theta, np.broadcast_to(g_B, np.broadcast_shapes(g_B.shape, B.shape))
@@ -511,6 +806,8 @@ def population_loss_and_grads(
     feats = act(U)
     resid = np.einsum("snmr,snr->snm", feats, theta) - problem.eval_targets
     excess = 0.5 * np.mean(resid * resid, axis=-1)
+    if not grads:
+        return excess, None, None
     g_theta = np.einsum("snmr,snm->snr", feats, resid) / m
     g_B = np.swapaxes(X, -1, -2) @ (resid[..., None] * theta[:, :, None, :] * dact(U)) / m
     return excess, g_theta, g_B
@@ -532,6 +829,52 @@ def subspace_distance(B: np.ndarray, B_star: np.ndarray) -> np.ndarray:
     return out
 
 
+def _average_and_consensus(B: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Network average phibar (..., d, r), its transpose (..., r, d) (both contiguous) and the consensus error C (...).
+
+    ``B`` (..., N, d, r), any leading axes (seeds, or rounds and seeds). Works
+    on whichever orientation of B is contiguous (the projected sampler's engine
+    keeps the representations transposed): C sums over every entry, so the
+    layout does not matter to it, and no copy of B is made.
+    """
+    N = B.shape[-3]
+    transposed = not B.flags.c_contiguous and np.swapaxes(B, -1, -2).flags.c_contiguous
+    work = np.swapaxes(B, -1, -2) if transposed else np.ascontiguousarray(B)
+    lead = work.shape[:-3]
+    flat = work.reshape(lead + (N, -1))
+    bar = np.add.reduce(flat, axis=-2) / N  # the network average, as B.mean(axis=-3) computes it
+    dev = flat - bar[..., None, :]
+    # one dot product per worker, summed: BLAS threads a single long dot product, and on a loaded
+    # machine waiting for the second thread costs far more than the product itself
+    C = (dev[..., None, :] @ dev[..., :, None])[..., 0, 0].sum(axis=-1) / N
+    bar = bar.reshape(lead + work.shape[-2:])
+    if transposed:
+        return np.ascontiguousarray(np.swapaxes(bar, -1, -2)), bar, C
+    return bar, np.ascontiguousarray(np.swapaxes(bar, -1, -2)), C
+
+
+def linear_stationarity(problem: Problem, theta: np.ndarray, B: np.ndarray) -> dict[str, np.ndarray]:
+    """R, H, C and G of :func:`population_metrics` for the linear problem, for a stack of states at once.
+
+    ``theta`` (..., S, N, r) and ``B`` (..., S, N, d, r): any leading axes
+    (e.g. several rounds), in any memory orientation of B's last two axes. The
+    engine evaluates these every round of a linear run; stacking rounds makes
+    that a few numpy calls per stack instead of per round. Returns arrays of
+    shape (..., S).
+    """
+    N = theta.shape[-2]
+    Bbar, Bbar_t, C = _average_and_consensus(B)
+    # population_loss_and_grads at phibar, without forming N gradients of size d x r:
+    # grad_theta F_i = phibar^T Sigma v_i and mean_i grad_Phi F_i = (1/N) sum_i Sigma v_i theta_i^T
+    v = theta @ Bbar_t - problem.targets  # (..., S, N, d)
+    sv = v if problem.cov_chol is None else v @ problem.covariance
+    g_theta = sv @ Bbar  # (..., S, N, r)
+    grad_rep = np.swapaxes(sv, -1, -2) @ theta / N  # (..., S, d, r)
+    R = np.einsum("...dr,...dr->...", grad_rep, grad_rep)
+    H = np.einsum("...nr,...nr->...", g_theta, g_theta) / N
+    return {"R": R, "H": H, "C": C, "G": R + H / N}
+
+
 def population_metrics(
     problem: Problem, theta: np.ndarray, B: np.ndarray, *, ground_truth: bool = True
 ) -> dict[str, np.ndarray]:
@@ -546,24 +889,18 @@ def population_metrics(
     personalized population risk of (theta_i, Phi_i) above the noise floor).
     """
     S, N = theta.shape[:2]
-    Bbar = B.mean(axis=1)  # (S, d, r)
-    dev = (B - Bbar[:, None]).reshape(S, -1)
-    C = np.einsum("si,si->s", dev, dev) / N
     if problem.kind == "linear":
-        # population_loss_and_grads at phibar, without forming N gradients of size d x r:
-        # grad_theta F_i = phibar^T Sigma v_i and mean_i grad_Phi F_i = (1/N) sum_i Sigma v_i theta_i^T
-        v = theta @ np.swapaxes(Bbar, -1, -2) - problem.targets  # (S, N, d)
-        sv = v if problem.cov_chol is None else v @ problem.covariance
-        g_theta = sv @ Bbar  # (S, N, r)
-        grad_rep = np.swapaxes(sv, -1, -2) @ theta / N  # (S, d, r)
+        out = linear_stationarity(problem, theta, B)
+        Bbar = _average_and_consensus(B)[0] if ground_truth else None
     else:
+        Bbar, _, C = _average_and_consensus(B)
         _, g_theta, g_B = population_loss_and_grads(problem, theta, Bbar)
         grad_rep = g_B.mean(axis=1)
-    R = np.einsum("sdr,sdr->s", grad_rep, grad_rep)
-    H = np.einsum("snr,snr->s", g_theta, g_theta) / N
-    out = {"R": R, "H": H, "C": C, "G": R + H / N}
+        R = np.einsum("sdr,sdr->s", grad_rep, grad_rep)
+        H = np.einsum("snr,snr->s", g_theta, g_theta) / N
+        out = {"R": R, "H": H, "C": C, "G": R + H / N}
     if ground_truth:
         out["subspace"] = subspace_distance(Bbar, problem.B_star)
-        excess, _, _ = population_loss_and_grads(problem, theta, B)
+        excess, _, _ = population_loss_and_grads(problem, theta, B, grads=False)
         out["excess_risk"] = excess.mean(axis=1)
     return out

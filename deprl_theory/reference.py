@@ -84,7 +84,9 @@ def reference_run(
         The same minibatch seeds as given to :func:`deprl_theory.engine.run`.
     """
     S, N, d, r = problem.n_seeds, problem.n_workers, problem.dim, problem.rank
-    stream = DrawStream(minibatch_generators(seeds, S), tau + 1, N, problem.batch, d, problem.cov_chol)
+    # the engine's chunks of pre-drawn rounds, capped at the run's length as the engine caps them
+    stream = DrawStream(minibatch_generators(seeds, S), tau + 1, N, problem.batch, d, problem.cov_chol,
+                        rounds=rounds)
     thetas = [[np.zeros(r) for _ in range(N)] for _ in range(S)]
     Bs = [[problem.B0[s].copy() for _ in range(N)] for s in range(S)]
     for _ in range(rounds):
