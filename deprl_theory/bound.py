@@ -57,6 +57,7 @@ __all__ = [
     "Transient",
     "make_bound",
     "default_bound",
+    "consensus_lemma",
     "parse",
     "to_strings",
     "theory_step_rule",
@@ -352,9 +353,7 @@ def default_bound() -> Bound:
     """
     s = SYMBOLS
     beta, rho, a = s["beta"], s["rho"], s["a"]
-    consensus_error = (
-        6 * rho**2 * beta**2 * (s["sigma_phi"] ** 2 + s["delta"] ** 2) / (1 - rho) ** 2
-    )
+    consensus_error = _consensus_error()
     terms = {
         "T_opt": 2 * s["Delta"] / (beta * s["K"]),
         "T_rep": beta * s["L_phi"] * s["sigma_phi"] ** 2 / s["N"],
@@ -362,7 +361,7 @@ def default_bound() -> Bound:
         "T_cons": (2 * a * s["L_thetaphi"] ** 2 + s["L_phi"] ** 2) * consensus_error,
     }
     conditions = (
-        sympy.Le(beta, (1 - rho) / (sympy.sqrt(6) * rho * s["L_phi"])),
+        _consensus_condition(),
         sympy.Le(s["alpha"] * s["L_theta"], sympy.Rational(1, 2)),
         sympy.Lt(rho, 1),
     )
@@ -372,6 +371,44 @@ def default_bound() -> Bound:
         quantity=DEFAULT_QUANTITY,
         consensus_terms=("T_cons",),
         quantity_latex=_DEFAULT_QUANTITY_LATEX,
+    )
+
+
+def _consensus_error() -> sympy.Expr:
+    s = SYMBOLS
+    return 6 * s["rho"] ** 2 * s["beta"] ** 2 * (s["sigma_phi"] ** 2 + s["delta"] ** 2) / (1 - s["rho"]) ** 2
+
+
+def _consensus_condition() -> Relational:
+    s = SYMBOLS
+    return sympy.Le(s["beta"], (1 - s["rho"]) / (sympy.sqrt(6) * s["rho"] * s["L_phi"]))
+
+
+def consensus_lemma() -> Bound:
+    """The consensus lemma inside the template: a bound on the consensus error alone.
+
+    Setting: gossip ``Phi <- W (Phi - beta G)`` with mixing rate rho,
+    representation-gradient noise ``sigma_phi^2`` and heterogeneity
+    ``delta^2`` (THEORY.md section 5, reconstructed). Upper bound::
+
+        Cbar_K = (1/K) sum_k C_k <= 6 rho^2 beta^2 (sigma_phi^2 + delta^2) / (1 - rho)^2
+
+    under ``beta <= (1 - rho) / (sqrt(6) rho L_phi)`` and ``rho < 1``. Its
+    ``rho^2 / (1 - rho)^2`` is the worst case of a persistent drift; zero-mean
+    noise alone gives ``rho^2 / (1 - rho^2)`` (see
+    :func:`deprl_theory.graphs.noise_spectral_sum`).
+
+    Returns
+    -------
+    Bound
+        One term ``C_bound``, the conditions above, no consensus terms (it is one).
+    """
+    return Bound(
+        terms={"C_bound": _consensus_error()},
+        conditions=(_consensus_condition(), sympy.Lt(SYMBOLS["rho"], 1)),
+        quantity="Cbar_K = (1/K) sum_{k<K} C_k, the time-averaged consensus error",
+        consensus_terms=(),
+        quantity_latex=r"\frac{1}{K}\sum_{k<K} C_k",
     )
 
 

@@ -26,9 +26,10 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
     from .experiments.boundcheck import BoundCheckResult
     from .experiments.consensus import ConsensusResult
     from .experiments.speedup import SpeedupResult
+    from .experiments.transient_law import TransientLawResult
 
 __all__ = ["COLUMN", "FULL", "PALETTE", "pyplot", "paper_style", "save_figure", "band", "speedup_figures",
-           "curves_figure", "consensus_figures", "bound_figure"]
+           "curves_figure", "consensus_figures", "predictors_figure", "transient_law_figure", "bound_figure"]
 
 #: width in inches of a figure that spans one column / the full text of a two-column paper
 COLUMN, FULL = 3.3, 6.9
@@ -98,6 +99,15 @@ def band(ax, x, samples: np.ndarray, *, color, label=None, q=(2.5, 97.5), marker
         lo, hi = np.nanpercentile(samples, q, axis=1) if samples.shape[1] > 1 else (mid, mid)
     ax.plot(x, mid, marker=marker, ms=3.5, color=color, label=label)
     ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+
+
+def _plain_log_ticks(axis) -> None:
+    """Plain numbers at 1, 2 and 5 times the powers of ten of a log axis (short ranges get readable ticks)."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _colors(n: int) -> list:
@@ -262,22 +272,130 @@ def consensus_figures(result: "ConsensusResult") -> dict:
         ax.set_ylabel("transient rounds")
         ax.legend(fontsize=6.5)
         figs["transient"] = fig
+    figs["predictors"] = predictors_figure(result)
     return figs
 
 
-def bound_figure(result: "BoundCheckResult"):
-    """Measured time average (band over seeds) and the bound, against K, per N."""
+def predictors_figure(result: "ConsensusResult"):
+    """Measured Cbar against each predictor's Cbar, one panel per predictor, every graph on the same axes.
+
+    A predictor that puts every graph on the diagonal is the law; the title
+    of each panel carries its scatter (SD of log(measured/predicted)),
+    computed in the result. Graphs whose errors are exactly 0 (exact
+    averaging) cannot be drawn on log axes and are named in the caption.
+    """
     plt = pyplot()
-    ns, rounds = result.study.n, list(result.study.rounds)
+    preds = result.predictors
+    with paper_style():
+        fig, axes = plt.subplots(1, len(preds), figsize=(FULL, 2.6), squeeze=False)
+        for ax, pred in zip(axes[0], preds):
+            rows = [r for r in pred.rows if r["log_ratio"] is not None]
+            fam = [r for r in rows if r["kind"] == "exact_gap"]
+            named = [r for r in rows if r["kind"] != "exact_gap"]
+            ax.scatter([r["predicted"] for r in fam], [r["measured"] for r in fam], color=PALETTE[0], s=14,
+                       label="exact-gap family (calibration)")
+            for j, r in enumerate(named):
+                ax.scatter([r["predicted"]], [r["measured"]], marker="s", s=16, zorder=3,
+                           color=PALETTE[(j + 1) % len(PALETTE)], label=r["label"])
+            vals = [v for r in rows for v in (r["predicted"], r["measured"])]
+            lim = (min(vals) / 2, max(vals) * 2)
+            ax.plot(lim, lim, "k:", lw=1, label="measured = predicted")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlim(lim)
+            ax.set_ylim(lim)
+            ax.set_xlabel(f"predicted $\\bar C_K$ ({pred.name})")
+            ax.set_title(f"{pred.name}: SD log ratio {pred.scatter:.2f}", fontsize=7.5)
+        axes[0][0].set_ylabel(r"measured $\bar C_K$")
+        axes[0][-1].legend(fontsize=5.5, loc="lower right")
+        zero = [r["label"] for r in preds[0].rows if r["log_ratio"] is None]
+        caption = f"N = {result.study.n}, K = {result.study.rounds[-1]}; best: {result.best_predictor}"
+        if zero:
+            caption += f"; not drawn (error exactly 0): {', '.join(zero)}"
+        fig.suptitle(caption, fontsize=7.5)
+        fig.tight_layout()
+    return fig
+
+
+def transient_law_figure(result: "TransientLawResult"):
+    """Measured K0 against 1/(1-rho) per N with the fitted law, the censored cells and the held-out points.
+
+    Censored cells are drawn at the edge of the K grid as triangles pointing
+    where K0 lies; held-out points as stars with the law's prediction interval.
+    """
+    plt = pyplot()
+    fit, st = result.fit, result.study
+    rounds = st.rounds
+    ns = sorted({p["N"] for p in result.points if not p["held_out"]})
+    colors = dict(zip(ns, _colors(len(ns))))
     with paper_style():
         fig, ax = plt.subplots()
-        for n, col in zip(ns, _colors(len(ns))):
-            pts = [p for p in result.points if p.N == n]
-            band(ax, rounds, np.array([p.measured_seeds for p in pts]), color=col, label=f"measured, N = {n}")
-            ax.plot(rounds, [p.bound for p in pts], "--", color=col, label=f"bound, N = {n}")
+        for n in ns:
+            pts = [p for p in result.points if p["N"] == n and not p["held_out"]]
+            x = np.array([1 / p["gap"] for p in pts if p["K0"] is not None])
+            ax.plot(x, [p["K0"] for p in pts if p["K0"] is not None], "o", color=colors[n], ms=4, label=f"N = {n}")
+            for p in pts:
+                if p["censored"]:
+                    y, mk = (rounds[0], "v") if p["censored"] == "below" else (rounds[-1], "^")
+                    ax.plot([1 / p["gap"]], [y], mk, color=colors[n], mfc="white", ms=5)
+            if fit is not None and len(x):
+                xs = np.geomspace(1 / max(st.gaps), 1 / min(st.gaps), 20)
+                ax.plot(xs, [fit.predict({"N": n, "1/(1-rho)": v}).value for v in xs], "--", color=colors[n], lw=1)
+        for h in result.held_out:
+            pr = h["predicted"]
+            xv = 1 / h["gap"]
+            ax.errorbar([xv * 1.01], [pr["value"]], yerr=[[pr["value"] - pr["prediction_interval"][0]],
+                                                          [pr["prediction_interval"][1] - pr["value"]]],
+                        color="gray", capsize=2, lw=1, label=f"law at N = {h['N']} (95% PI)")
+            if h["measured_K0"] is not None:
+                ax.plot([xv], [h["measured_K0"]], "*", color="black", ms=8, label=f"held out, N = {h['N']}")
+        ax.axhspan(rounds[0], rounds[-1], color="gray", alpha=0.08, lw=0, label="K grid")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("rounds K")
-        ax.set_ylabel(r"$\bar G_K$" if result.spec.measured in ("G", "aH+R") else result.spec.measured)
-        ax.legend(fontsize=6.5, ncol=2)
+        _plain_log_ticks(ax.xaxis)
+        ax.set_xlabel(r"$1/(1-\rho)$ (exact-gap family)")
+        ax.set_ylabel(r"transient $K_0$ (rounds)")
+        if fit is not None and result.a is not None and result.q is not None:
+            a_ci, q_ci = fit.cis["N"], fit.cis["1/(1-rho)"]
+            ax.set_title(f"$K_0 \\propto N^{{{result.a:.2f}}}(1-\\rho)^{{-{result.q:.2f}}}$;  a in "
+                         f"[{a_ci.low:.2f}, {a_ci.high:.2f}], q in [{q_ci.low:.2f}, {q_ci.high:.2f}]", fontsize=7.5)
+        ax.legend(fontsize=6)
+    return fig
+
+
+def bound_figure(result: "BoundCheckResult"):
+    """Measured time average (band over seeds) and the bound against K, per N, one panel per graph.
+
+    The bound's markers carry each point's label: filled where it holds,
+    a cross where it is violated, hollow where the point is out of scope.
+    """
+    plt = pyplot()
+    ns, rounds, graphs = result.study.n, list(result.study.rounds), result.study.graph_gaps
+    style = {"holds": {"marker": "o"}, "violated": {"marker": "x", "ms": 6},
+             "out of scope": {"marker": "o", "mfc": "white"}}
+    with paper_style():
+        fig, axes = plt.subplots(1, len(graphs), figsize=(min(FULL, 2.6 * len(graphs) + 0.6), 2.8), sharey=True,
+                                 squeeze=False)
+        for ax, g in zip(axes[0], graphs):
+            for n, col in zip(ns, _colors(len(ns))):
+                pts = sorted((p for p in result.points if p.N == n and p.gap == g), key=lambda p: p.K)
+                if not pts:
+                    continue
+                ks = [p.K for p in pts]
+                band(ax, ks, np.array([p.measured_seeds for p in pts]), color=col, label=f"measured, N = {n}")
+                ax.plot(ks, [p.bound for p in pts], "--", color=col, lw=1)
+                for p in pts:
+                    ax.plot([p.K], [p.bound], linestyle="none", color=col, **{"ms": 4, **style[p.label]})
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            _plain_log_ticks(ax.xaxis)
+            ax.set_xlabel("rounds K")
+            ax.set_title(result.study.topology if g is None else f"exact gap g = {g:g}")
+        axes[0][0].set_ylabel(r"$\bar G_K$" if result.spec.measured in ("G", "aH+R") else result.spec.measured)
+        handles = [plt.Line2D([], [], color="gray", linestyle="--", label="bound"),
+                   *(plt.Line2D([], [], color="gray", linestyle="none", label=lab, **kw) for lab, kw in style.items())]
+        axes[0][-1].legend(handles=handles + axes[0][0].get_legend_handles_labels()[0], fontsize=6, ncol=1)
+        fig.suptitle(f"bound {result.label}; shape: " + (", ".join(v.label for v in result.shape.values()) or "-"),
+                     fontsize=7.5)
+        fig.tight_layout()
     return fig

@@ -1,28 +1,76 @@
-"""Spectral-gap experiment: slope fit, transient measure, analysis without simulation, and the CLI."""
+"""Spectral-gap experiment: the lemma's labels, its tightness in rho, the whole-spectrum predictor, the CLI."""
 import json
 
 import numpy as np
 import pytest
 
-from deprl_theory.experiments.consensus import ConsensusStudy, consensus_slope, slope_verdict
+from deprl_theory.experiments.consensus import (ConsensusPoint, ConsensusStudy, compare_predictors, consensus_slope,
+                                                lemma_check, slope_tightness)
+from deprl_theory.experiments.laws import SHAPE_WORDS
+from deprl_theory.graphs import mixing_matrix, mixing_rate, noise_spectral_sum
+
+CONSTS = dict(L_theta=1.0, L_phi=4.0, L_thetaphi=2.0, sigma_theta=1.0, sigma_phi=3.0, delta=1.0, Delta=1.5)
 
 
-def test_consensus_slope_recovers_planted_slope():
+@pytest.mark.parametrize("planted,word", [(1.7, "loose"), (2.0, "tight"), (2.5, "optimistic")])
+def test_consensus_slope_against_the_bounds_2_is_a_statement_about_tightness(planted, word):
     rng = np.random.default_rng(0)
     rho = 1 - np.geomspace(0.5, 0.02, 6)
     x = rho / (1 - rho)
-    cbar = 3e-4 * x[:, None] ** 1.7 * np.exp(0.05 * rng.standard_normal((6, 8)))
+    cbar = 3e-4 * x[:, None] ** planted * np.exp(0.05 * rng.standard_normal((6, 8)))
     fit = consensus_slope(rho, cbar, n_boot=500)
-    assert fit.slope == pytest.approx(1.7, abs=0.05)
-    assert fit.ci.width < 0.1 and fit.ci.low < fit.slope < fit.ci.high
-    assert slope_verdict(fit)[0] == "inconsistent"
-    planted2 = 3e-4 * x[:, None] ** 2.0 * np.exp(0.05 * rng.standard_normal((6, 8)))
-    assert slope_verdict(consensus_slope(rho, planted2, n_boot=500))[0] == "consistent"
+    assert fit.slope == pytest.approx(planted, abs=0.05)
+    verdict = slope_tightness(fit)
+    assert verdict.word == word and verdict.label == f"{word} in rho"
+    assert verdict.exponent == pytest.approx(fit.slope - 2)
 
 
 def test_consensus_slope_rejects_rho_outside_unit_interval():
     with pytest.raises(ValueError, match="rho"):
         consensus_slope([0.0, 0.5], np.ones((2, 2)))
+
+
+def test_lemma_out_of_scope_holds_or_violated():
+    # rho = 0.9, L_phi = 4: the lemma needs beta <= 0.1 sqrt(6) / (6 * 0.9 * 4) = 0.0113
+    out = lemma_check(CONSTS, n=8, beta=0.05, rho=0.9, measured=[1e-3, 1e-3])
+    assert out["label"] == "out of scope" and "beta <=" in out["failing_conditions"][0]
+    ok = lemma_check(CONSTS, n=8, beta=0.01, rho=0.9, measured=[1e-3, 1e-3])
+    bound = 6 * 0.81 * 1e-4 * (9 + 1) / 0.01
+    assert ok["bound"] == pytest.approx(bound) and ok["label"] == "holds"
+    assert lemma_check(CONSTS, n=8, beta=0.01, rho=0.9, measured=[bound * 2] * 2)["label"] == "violated"
+    # exact averaging: a rounding-level consensus error is not a violation of a zero bound
+    assert lemma_check(CONSTS, n=8, beta=0.01, rho=1e-17, measured=[6e-31])["label"] == "holds"
+
+
+def _points(law, noise=0.0, seed=0):
+    """Graphs at N = 16 whose Cbar follows ``law(W, rho)`` times a common noise level."""
+    rng = np.random.default_rng(seed)
+    graphs = [("exact_gap", g) for g in (0.5, 0.2, 0.08, 0.03)] + [(t, None) for t in
+                                                                    ("ring", "path", "torus", "star", "exponential")]
+    pts = []
+    for topology, gap in graphs:
+        W = mixing_matrix(topology, 16, gap=gap) if gap else mixing_matrix(topology, 16)
+        rho, s = mixing_rate(W), noise_spectral_sum(W)
+        beta = 0.03
+        cbar = 1.4 * beta ** 2 * law(s, rho) * np.exp(noise * rng.standard_normal())
+        pts.append(ConsensusPoint(topology if gap is None else f"g = {gap}", "exact_gap" if gap else "topology",
+                                  16, rho, beta, s, float(cbar)))
+    return pts
+
+
+def test_whole_spectrum_predictor_puts_every_graph_on_one_line():
+    preds, best, statement = compare_predictors(_points(lambda s, rho: s / 16, noise=0.05))
+    by = {p.name: p for p in preds}
+    assert best == "full spectrum" and by["full spectrum"].scatter < 0.1
+    assert abs(by["full spectrum"].named_offset) < 0.1 and by["full spectrum"].kappa == pytest.approx(1.4, rel=0.1)
+    # the gap-only laws miss the named graphs: a ring of 16 sits far below the exact-gap line
+    assert by["gap only, noise"].scatter > 0.5 and by["gap only, noise"].named_offset < -0.5
+    assert "full spectrum puts the graphs on one line" in statement
+
+
+def test_a_gap_only_world_is_recognised_too():
+    preds, best, _ = compare_predictors(_points(lambda s, rho: rho ** 2 / (1 - rho) ** 2))
+    assert best == "gap only, template" and {p.name: p for p in preds}["gap only, template"].scatter < 1e-9
 
 
 def test_cells_cover_gaps_reference_and_topologies():
@@ -38,28 +86,42 @@ def test_cells_cover_gaps_reference_and_topologies():
         ConsensusStudy(8, topologies=("torus",)).check()
 
 
-def test_cli_quick_json_end_to_end(cli, tmp_path):
-    out = cli("spectral", "--quick", "--json", "--n", "8", "--out", "res", "--figures", "figs", "-j", "1",
-              "--no-progress")
+SMALL = ["--n", "8", "--gaps", "0.5", "0.1", "--rounds", "100", "200", "400", "--seeds", "2", "--topologies", "ring",
+         "star", "complete", "--law-n", "4", "8", "--law-gaps", "0.2", "0.1", "0.05", "--held-out", "6:0.1",
+         "--named-checks", "ring:8"]
+
+
+@pytest.mark.slow
+def test_cli_json_carries_the_new_labels(cli, tmp_path):
+    out = cli("spectral", *SMALL, "--json", "--out", "res", "--figures", "figs", "-j", "1", "--no-progress")
     assert out.returncode == 0, out.stderr
     s = json.loads(out.stdout)
-    assert set(s["consensus_slope"]) >= {"value", "ci"}
-    assert s["verdict"] in ("consistent", "inconsistent") and s["reason"]
-    assert {t["topology"] for t in s["topologies"]} == {"ring", "exponential", "complete"}
-    assert all("measured_K" in r and "predicted_K0" in r for r in s["transient"]["rows"])
-    # the consensus error grows with rho/(1-rho): the slope is clearly positive
-    assert s["consensus_slope"]["value"] > 0.5
-    for name in ("spectral_consensus", "spectral_gbar_vs_K", "spectral_transient"):
+    assert s["tightness"]["word"] in SHAPE_WORDS and s["tightness"]["label"].endswith("in rho")
+    assert s["lemma"]["label"] in ("holds", "violated", "no point in scope")
+    labels = [r["lemma"]["label"] for r in s["gaps"] + s["topologies"]]
+    assert set(labels) <= {"holds", "violated", "out of scope"} and "out of scope" in labels
+    assert {t["topology"] for t in s["topologies"]} == {"ring", "star", "complete"}
+    assert {p["name"] for p in s["predictors"]} == {"full spectrum", "gap only, noise", "gap only, template"}
+    assert s["best_predictor"] in {p["name"] for p in s["predictors"]}
+    law = s["transient_law"]
+    assert len(law["points"]) == 2 * 3 + 1 and law["points"][-1]["held_out"]
+    assert law["law"] is not None or law["fit_error"].startswith("no law")
+    for name in ("spectral_consensus", "spectral_gbar_vs_K", "spectral_transient", "spectral_predictors"):
         for ext in ("png", "pdf"):
             assert (tmp_path / "figs" / f"{name}.{ext}").stat().st_size > 0
     assert (tmp_path / "res" / "spectral_runs.csv").read_text().count("\n") > 5
     saved = json.loads((tmp_path / "res" / "summary.json").read_text())
-    assert "provenance" in saved and "timings" in saved
+    assert "provenance" in saved and "timings" in saved and "transient_law" in saved
+    # a rerun computes nothing: every cell comes from the sweep cache
+    again = cli("spectral", *SMALL, "--json", "--out", "res", "--no-figures", "-j", "1", "--no-progress")
+    assert json.loads(again.stdout)["timings"]["computed"] == 0
 
 
 @pytest.mark.parametrize("args", [["--gaps", "0.5"], ["--n", "1"], ["--topologies", "moebius"], ["--seeds", "0"],
                                   ["--rounds", "abc"], ["--n", "8", "--topologies", "torus"],
-                                  ["--n", "12", "--topologies", "hypercube"], ["--factor", "nan"]])
+                                  ["--n", "12", "--topologies", "hypercube"], ["--factor", "nan"],
+                                  ["--held-out", "16"], ["--held-out", "16:1.5"], ["--law-n", "8"],
+                                  ["--law-gaps", "0.1", "0.2", "--held-out", "16:0.1", "--law-n", "8", "16"]])
 def test_cli_bad_input_one_line_exit_2(cli, tmp_path, args):
     out = cli("spectral", *args, "--out", "res")
     assert out.returncode == 2, out.stdout

@@ -23,6 +23,8 @@ from deprl_theory.graphs import (
     metropolis_weights,
     mixing_matrix,
     mixing_rate,
+    effective_gap,
+    noise_spectral_sum,
     spectral_gap,
     uniform_weights,
 )
@@ -367,3 +369,62 @@ def test_cli_reads_adjacency_file(tmp_path):
     assert json.loads(out.stdout)["spectral_gap"] == pytest.approx(1 / 5)
     out = _cli("--adjacency", str(tmp_path / "missing.npy"))
     assert out.returncode == 2 and "does not exist" in out.stderr
+
+
+# ----------------------------------------------------------------- the whole spectrum
+
+
+@pytest.mark.parametrize("n", [4, 9, 16, 33])
+@pytest.mark.parametrize("g", [0.04, 0.3, 0.9])
+def test_noise_spectral_sum_of_the_exact_gap_family(n, g):
+    rho = 1 - g
+    assert noise_spectral_sum(mixing_matrix("exact_gap", n, gap=g)) == pytest.approx(
+        (n - 1) * rho**2 / (1 - rho**2), rel=1e-10)
+
+
+@pytest.mark.parametrize("n", [5, 8, 16, 31])
+def test_noise_spectral_sum_of_the_ring_closed_form(n):
+    lam = (1 + 2 * np.cos(2 * np.pi * np.arange(1, n) / n)) / 3
+    assert noise_spectral_sum(mixing_matrix("ring", n)) == pytest.approx(np.sum(lam**2 / (1 - lam**2)), rel=1e-10)
+
+
+def test_noise_spectral_sum_is_not_a_function_of_rho():
+    ring = mixing_matrix("ring", 16)
+    same_gap = mixing_matrix("exact_gap", 16, gap=spectral_gap(ring))
+    assert noise_spectral_sum(ring) / noise_spectral_sum(same_gap) == pytest.approx(0.1724, abs=1e-3)
+    assert noise_spectral_sum(mixing_matrix("complete", 7)) < 1e-20
+    assert noise_spectral_sum(np.eye(4)) == float("inf")  # no mixing: the noise is never forgotten
+    assert noise_spectral_sum(sp.csr_array(ring)) == pytest.approx(noise_spectral_sum(ring))
+
+
+def test_noise_spectral_sum_is_the_stationary_disagreement_of_noisy_gossip():
+    # x <- W (x - beta g), g iid N(0, 1) per worker and coordinate: (1/n) sum_i ||x_i - xbar||^2 per coordinate
+    # settles at beta^2 noise_spectral_sum(W) / n
+    rng = np.random.default_rng(0)
+    for W in (mixing_matrix("ring", 8), mixing_matrix("star", 8), mixing_matrix("exact_gap", 8, gap=0.2)):
+        n, coords, beta = 8, 400, 0.1
+        x = np.zeros((n, coords))
+        acc = []
+        for k in range(600):
+            x = W @ (x - beta * rng.standard_normal((n, coords)))
+            if k >= 200:
+                acc.append(np.mean(np.sum((x - x.mean(axis=0)) ** 2, axis=0)) / n)
+        assert np.mean(acc) == pytest.approx(beta**2 * noise_spectral_sum(W) / n, rel=0.05)
+
+
+@pytest.mark.parametrize("bad,fragment", [(np.array([[0.9, 0.1], [0.3, 0.7]]), "symmetric"),
+                                          (np.array([[0.5, 0.2], [0.2, 0.5]]), "rows"),
+                                          (np.ones((2, 3)), "square")])
+def test_noise_spectral_sum_rejects_what_its_formula_does_not_cover(bad, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        noise_spectral_sum(bad)
+
+
+def test_effective_gap_is_the_exact_gap_with_the_same_noise_sum():
+    for g in (0.05, 0.4):
+        assert effective_gap(mixing_matrix("exact_gap", 12, gap=g)) == pytest.approx(g, rel=1e-10)
+    ring = mixing_matrix("ring", 16)
+    eff = effective_gap(ring)
+    assert noise_spectral_sum(mixing_matrix("exact_gap", 16, gap=eff)) == pytest.approx(noise_spectral_sum(ring))
+    assert eff > 4 * spectral_gap(ring)  # the ring's spectrum beyond rho mixes far better than its gap says
+    assert effective_gap(np.eye(3)) == 0.0 and effective_gap(mixing_matrix("complete", 5)) == pytest.approx(1.0)

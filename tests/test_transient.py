@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 from deprl_theory.experiments import cell_params
-from deprl_theory.experiments.transient import (measured_transient, predict_transient, template_K0,
-                                                transient_cells)
+from deprl_theory.experiments.transient import (gap_exponent, measured_transient, model_K0, noise_transient,
+                                                predict_transient, template_K0, template_transient, transient_cells,
+                                                transient_crossing)
 
 
 def _curve(n, ks, slopes):
@@ -53,3 +54,26 @@ def test_predicted_transient_for_each_algorithm():
     assert pred.constants["L_phi"] > 0
     assert predict_transient(params, 0.0).K0 == 0.0
     assert predict_transient({**params, "algorithm": "local"}, 1.0).K0 is None
+
+
+def test_transient_crossing_interpolates_and_says_when_censored():
+    K = [100, 200, 400, 800]
+    ref = np.ones((4, 2))
+    c = transient_crossing(K, ref * np.array([[1.2], [1.45], [1.05], [1.1]]), ref, 1.25)
+    # the ratio rises, then falls: the crossing is the last one, between 200 (1.45) and 400 (1.05)
+    assert c.K_grid == 400 and c.censored is None
+    assert c.K0 == pytest.approx(np.exp(np.log(200) + 0.5 * np.log(2)))
+    assert transient_crossing(K, ref * 1.1, ref, 1.25).censored == "below"
+    assert transient_crossing(K, ref * 2.0, ref, 1.25).censored == "above"
+
+
+def test_noise_dominated_transient_derived_from_a_user_style_term():
+    noise, template = noise_transient(), template_transient()
+    assert noise.N_exponent == 3 and template.N_exponent == 3
+    assert gap_exponent(noise.K0) == 2 and gap_exponent(template.K0) == 4
+    assert "rho**2 - 1" in str(noise.K0) or "1 - rho**2" in str(noise.K0)
+    consts = dict(L_theta=1.0, L_phi=2.0, L_thetaphi=1.0, sigma_theta=1.0, sigma_phi=1.0, delta=0.0, Delta=1.0)
+    # with delta = 0 the consensus terms differ by (1 - rho)^2 / (6 (1 - rho^2)), and K0 goes as its square
+    r = np.array([0.5, 0.9])
+    ratio = model_K0(noise, consts, 16, r, c=0.5, tau=5) / model_K0(template, consts, 16, r, c=0.5, tau=5)
+    assert ratio == pytest.approx(((1 - r) ** 2 / (1 - r ** 2)) ** 2 / 36)

@@ -1,14 +1,19 @@
-"""Does the bound hold, and how loose is it?  Symbolic analysis plus a numeric check.
+"""Does the bound hold where it applies, and does it have the right shape?  Symbolic analysis plus a numeric check.
 
-    python -m verification.bound                        # linear, N = 4 8 16
+    python -m verification.bound                        # N = 4 8 16, four gaps: well under a minute on 2 cores
     python -m verification.bound --quick --json
     python -m verification.bound --terms my_bound.json --latex
+    python -m verification.bound --topology exponential # one named graph per N (rho tied to N)
 
 Prints the bound's terms with their exponents in N and K under the theory's
 step sizes, the leading term, the transient K0 and the step-size conditions;
 then runs a small sweep and compares the bound, evaluated with constants
-estimated on the very problem instances that ran, with the measured time
-average at every (N, K). A user bound (--terms FILE.json) is
+estimated on the very problem instances that ran and the step sizes each run
+used, with the measured time average at every (N, K, rho). Each point is
+`holds`, `violated` or `out of scope` (a condition of the bound fails there,
+named); the bound holds or is violated over the points in scope. Separately,
+the exponents of measured/bound in N, K and 1/(1-rho) say whether the bound is
+`tight`, `loose` or `optimistic` in each. A user bound (--terms FILE.json) is
 {"terms": {name: expr}, "conditions": [...], "consensus_terms": [...]} with
 optional "quantity", "measured" (G, R, H or aH+R) and "constants". Formulas are
 read by a safe parser that evaluates no code. The experiment itself is
@@ -29,7 +34,7 @@ from deprl_theory.expressions import ExpressionError, time_limit
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
 from verification._cli import (ArgumentParser, UsageError, add_problem_options, add_step_options, add_sweep_options,
                                cell_overrides, close_options, dump_json, one_of, positive_float, positive_int,
-                               run_main, sweep_options, user_input)
+                               run_main, sweep_options, unit_float, user_input)
 
 PROG = "python -m verification.bound"
 DEFAULT_OUT = "results/bound"
@@ -46,10 +51,13 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--symbolic-timeout", type=positive_float, default=30.0,
                    help="seconds allowed for the symbolic analysis of a bound (default 30)")
     g.add_argument("--n", type=positive_int, nargs="+", help="workers N (default 4 8 16; 4 8 with --quick)")
-    g.add_argument("--rounds", type=positive_int, nargs="+", help="K grid (default 250 500 1000 2000)")
-    g.add_argument("--topology", type=one_of(TOPOLOGIES, "topology"), default="exponential",
-                   help="gossip graph (default exponential)")
-    g.add_argument("--seeds", type=positive_int, help="seeds per cell (default 3; 2 with --quick)")
+    g.add_argument("--rounds", type=positive_int, nargs="+",
+                   help="K grid (default 250 500 1000 2000; 200 800 with --quick)")
+    g.add_argument("--topology", type=one_of(TOPOLOGIES, "topology"), default="exact_gap",
+                   help="gossip graph (default exact_gap, which varies rho apart from N; a named graph ties rho to N)")
+    g.add_argument("--gaps", type=unit_float, nargs="+",
+                   help="spectral gaps of the exact_gap family (default 1 0.5 0.2 0.05; 0.5 0.1 with --quick)")
+    g.add_argument("--seeds", type=positive_int, help="seeds per cell (default 4; 2 with --quick)")
     add_step_options(p)
     add_problem_options(p)
     add_sweep_options(p, DEFAULT_OUT)
@@ -70,12 +78,20 @@ def load_spec(path: Path | None) -> BoundSpec:
         return bound_from_spec(spec)
 
 
+QUICK = {"n": (4, 8), "rounds": (200, 800), "gaps": (0.5, 0.1), "seeds": 2}
+DEFAULTS = {"n": (4, 8, 16), "rounds": (250, 500, 1000, 2000), "gaps": (1.0, 0.5, 0.2, 0.05), "seeds": 4}
+
+
 def study_from(args) -> BoundCheckStudy:
+    d = QUICK if args.quick else DEFAULTS
+    if args.gaps is not None and args.topology != "exact_gap":
+        raise UsageError(f"--gaps applies to the exact_gap topology only, not to {args.topology}")
+    cell = {k: v for k, v in cell_overrides(args).items() if k not in ("topology", "gap")}
     with user_input():
-        study = BoundCheckStudy(n=tuple(args.n or ([4, 8] if args.quick else [4, 8, 16])),
-                                rounds=tuple(args.rounds or ([200, 800] if args.quick else [250, 500, 1000, 2000])),
-                                seeds=args.seeds if args.seeds is not None else (2 if args.quick else 3),
-                                base_seed=args.seed, cell={**cell_overrides(args), "topology": args.topology})
+        study = BoundCheckStudy(n=tuple(args.n or d["n"]), rounds=tuple(args.rounds or d["rounds"]),
+                                gaps=tuple(args.gaps or d["gaps"]), topology=args.topology,
+                                seeds=args.seeds if args.seeds is not None else d["seeds"],
+                                base_seed=args.seed, cell=cell)
         study.check()
     return study
 
@@ -113,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"cannot evaluate the bound: no value for {missing}; add them under \"constants\" "
                              "in the bound file")
         study = study_from(args)
-        options, out, figures = sweep_options(args, DEFAULT_OUT)
+        options, out, figures = sweep_options(args, DEFAULT_OUT, study.cells(), study.seeds)
         try:
             result, sweep = run_boundcheck(study, spec, analysis, options)
         finally:
@@ -144,24 +160,45 @@ def _symbolic(s: dict) -> list[str]:
     return lines
 
 
+def _points(s: dict) -> list[str]:
+    st = s["settings"]
+    gaps = "" if st["gaps"] is None else f", gaps {' '.join(f'{g:g}' for g in st['gaps'])}"
+    lines = [f"numeric check ({st['problem']}, {st['topology']}{gaps}, {len(st['seeds'])} seeds): "
+             f"bound vs measured {s['measured_quantity']} (seed mean), with the step sizes each run used",
+             "  N    K      rho     beta      bound       measured    bound/meas  label"]
+    for p in s["points"]:
+        why = "" if p["in_scope"] else f" ({p['failing_conditions'][0]})"
+        lines.append(f"  {p['N']:<4} {p['K']:<6} {p['rho']:<7.3g} {p['beta']:<9.3g} {p['bound']:<11.3e} "
+                     f"{p['measured_mean']:<11.3e} {p['ratio']:<11.3g} {p['label']}{why}")
+    return lines
+
+
+def _verdicts(s: dict) -> list[str]:
+    sc, t = s["scope"], s["tightness"]
+    lines = [f"  bound: {s['label'].upper()} ({s['label_reason']})",
+             f"  points: {sc['holds']} hold, {sc['violated']} violated, {sc['out_of_scope']} out of scope"]
+    for cond, count in sc["failing_conditions"].items():
+        lines.append(f"    out of scope because {cond} fails: {count} points")
+    for name, part in (("in scope", t["in_scope"]), ("all points", t["all"])):
+        if part:
+            lines.append(f"  bound/measured over {name}: min {part['min']:.3g}, median {part['median']:.3g}, "
+                         f"max {part['max']:.3g}")
+    lines.append("  largest term of the bound: "
+                 + ", ".join(f"{t} at {c} points" for t, c in s["dominant_terms"].items()))
+    for key, where in (("shape", "all points"), ("shape_in_scope", "points in scope")):
+        lines.append(f"  shape of the bound over {where} ({s[key + '_note']}): "
+                     + (", ".join(v["label"] for v in s[key].values()) or "not fitted"))
+        for v in s[key].values():
+            lines.append(f"    {v['label']}: {v['reason']}")
+    return lines
+
+
 def render(s: dict) -> str:
     """The text report of a summary."""
     lines = _symbolic(s)
     if "points" not in s:
         return "\n".join(lines)
-    st = s["settings"]
-    lines += ["", f"numeric check ({st['problem']}, {st['topology']}, {len(st['seeds'])} seeds): "
-                  f"bound vs measured {s['measured_quantity']}",
-              "  N    K      rho     bound       measured    ratio    conditions"]
-    for p in s["points"]:
-        lines.append(f"  {p['N']:<4} {p['K']:<6} {p['rho']:<7.3g} {p['bound']:<11.3e} {p['measured_max']:<11.3e} "
-                     f"{p['ratio']:<8.3g} {'ok' if p['conditions_hold'] else 'violated'}")
-    t = s["tightness"]
-    lines.append(f"  holds at every measured point: {'yes' if s['holds'] else 'NO'} (bound >= the largest seed's value)")
-    lines.append(f"  tightness bound/measured: min {t['min']:.3g}, median {t['median']:.3g}, max {t['max']:.3g}")
-    if not all(p["conditions_hold"] for p in s["points"]):
-        lines.append("  note: the bound's step-size conditions fail at some points with these constants;"
-                     " there the template promises nothing")
+    lines += [""] + _points(s) + _verdicts(s)
     lines.append("  constants (max over seeds, per N): " + "; ".join(
         f"N={n}: " + ", ".join(f"{k}={v:.3g}" for k, v in c.items()) for n, c in s["constants"].items()))
     lines.append(f"  figures: {', '.join(s['figures']) or '-'}")

@@ -4,8 +4,11 @@
 * :mod:`.records`    one way to index sweep records
 * :mod:`.transient`  the one home of predicted and measured transients
 * :mod:`.speedup`    linear speedup: exponents, CIs, verdicts, K_eps
-* :mod:`.consensus`  consensus error and transient against the spectral gap
-* :mod:`.boundcheck` the symbolic bound against measurement
+* :mod:`.consensus`  consensus error against the mixing matrix: the lemma's labels, its
+                     tightness in rho, the whole-spectrum predictor
+* :mod:`.transient_law` the transient K0 ~ N^a (1-rho)^-q measured, held out, tabulated
+* :mod:`.boundcheck` the symbolic bound against measurement: holds / violated / out of scope, and its shape
+* :mod:`.laws`       power-law fits with intervals, and the shape verdict of a bound
 
 Each experiment is a frozen *study* (what to run), a ``run_*`` function that
 runs the cached sweep, an ``analyse_*`` function that only reads records, and

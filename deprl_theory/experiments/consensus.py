@@ -1,58 +1,103 @@
-"""The spectral-gap experiment: how the consensus error and the transient depend on rho.
+"""The spectral-gap experiment: how the consensus error depends on the mixing matrix, and whether its bound holds.
 
-Claim checked (THEORY section 5, reconstructed template): at fixed N, K and
-step size beta the time-averaged consensus error obeys
+Claim checked (THEORY section 5, reconstructed consensus lemma,
+:func:`deprl_theory.bound.consensus_lemma`): at fixed N, K and step size beta
 
-    Cbar <= 6 rho^2 beta^2 (sigma_phi^2 + delta^2) / (1 - rho)^2,
+    Cbar <= 6 rho^2 beta^2 (sigma_phi^2 + delta^2) / (1 - rho)^2
+    under beta <= (1 - rho) / (sqrt(6) rho L_phi).
 
-so on a log-log plot of Cbar against ``rho / (1 - rho)`` the slope is 2
-(prediction), and linear speedup only shows after a transient
-``K0 ~ N^3 rho^4 / (1 - rho)^4`` rounds.  The bound is an upper bound: its
-``rho^2 / (1 - rho)^2`` is the worst case where the workers' gradient
-disagreement is persistent (heterogeneity ``delta``), which accumulates
-coherently over ``1 / (1 - rho)`` rounds.  Zero-mean gradient *noise*
-accumulates incoherently, giving ``rho^2 / (1 - rho^2)``, slope 2 at large
-gaps but slope 1 at small gaps, so a measured slope below 2 at small gaps is a
-finding about the template's tightness, not an error.
+Three answers, in the words of :mod:`.boundcheck`:
+
+* **Does the lemma hold?** At every gap and graph: ``out of scope`` where its
+  step-size condition fails with the estimated constants and the beta that
+  ran, else ``holds`` or ``violated`` (measured seed mean against the bound).
+* **Is it tight in rho?** The slope of log Cbar against log(rho / (1 - rho))
+  over the exact-gap family, against the lemma's 2: the slope of
+  ``measured / bound`` is the measured slope minus 2, read by
+  :func:`~deprl_theory.experiments.laws.shape_verdict` (``loose in rho`` when
+  the bound grows faster). An upper bound with a slope below the measurement's
+  is loose, not contradicted.
+* **Which law predicts the consensus error across graphs?** For zero-mean
+  i.i.d. gradient noise the stationary disagreement is
+  ``beta^2 sigma^2 (1/N) sum_{i>=2} lambda_i^2 / (1 - lambda_i^2)``
+  (:func:`deprl_theory.graphs.noise_spectral_sum`): every eigenvalue, not only
+  rho. Three predictors ``kappa beta^2 shape(W)`` are compared, each with one
+  noise level ``kappa`` calibrated on the exact-gap family (geometric mean),
+  then applied to every named topology: the whole spectrum, the gap-only noise
+  law ``(N-1)/N rho^2 / (1 - rho^2)`` (what the whole spectrum gives when every
+  eigenvalue but the top one is rho: exact on the family) and the template's
+  gap-only ``rho^2 / (1 - rho)^2``. The one whose ``log(measured / predicted)``
+  scatters least across graphs puts them on one line.
 
 Graphs: the ``exact_gap`` family ``W = (1 - g) I + g 11^T / N`` sweeps the gap
-g over a geometric range with everything else fixed; named topologies (ring,
-torus, exponential, hypercube, complete) are placed on the same axes.
+g with everything else fixed; the named topologies run at the largest K.
 
 Measured transient: the reference without any consensus error is the
 ``centralized`` algorithm (exact averaging, identical to ``exact_gap`` with
 g = 1) on the same (N, K) cells and seeds; the transient of a gap is the
-smallest K of the grid from which on (for every larger K of the grid) the
-seed-mean Gbar is within ``factor`` (default 1.25) of the reference's.  It
-is compared with the template's K0
-(:func:`~deprl_theory.experiments.transient.template_K0`).
+smallest K of the grid from which on the seed-mean Gbar is within ``factor``
+(default 1.25) of the reference's
+(:func:`~deprl_theory.experiments.transient.measured_transient`), next to
+the template's K0. The law of that transient over N and the gap is
+:mod:`.transient_law`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..bound import consensus_lemma, evaluate
 from ..constants import estimate_constants
-from ..rates import SlopeFit, fit_slope
+from ..graphs import noise_spectral_sum
+from ..rates import DEFAULT_MARGIN, ConfidenceInterval, SlopeFit, fit_slope
 from ..sweep import SweepOptions, run_sweep
-from .cells import TASK_VERSION, cell_cost, cell_params, cell_problem, check_cells, simulate_cell, validate_result
+from .boundcheck import bound_label, condition_failures, point_label
+from .cells import (TASK_VERSION, build_mixing, cell_cost, cell_params, cell_problem, check_cells, simulate_cell,
+                    validate_result)
+from .laws import ShapeVerdict, shape_verdict
 from .records import metric_table
 from .transient import measured_transient, template_K0, template_transient
 
-__all__ = ["DEFAULT_GAPS", "NAMED_TOPOLOGIES", "DEFAULT_ROUNDS", "PREDICTED_SLOPE", "ConsensusStudy",
-           "ConsensusResult", "consensus_slope", "slope_verdict", "run_consensus", "analyse_consensus"]
+__all__ = ["DEFAULT_GAPS", "NAMED_TOPOLOGIES", "DEFAULT_ROUNDS", "PREDICTED_SLOPE", "PREDICTORS", "ConsensusStudy",
+           "ConsensusPoint", "ConsensusPredictor", "ConsensusResult", "consensus_slope", "slope_tightness",
+           "compare_predictors", "lemma_check", "run_consensus", "analyse_consensus"]
 
-#: geometric range of spectral gaps g of the exact-gap family (rho = 1 - g)
-DEFAULT_GAPS = (0.5, 0.3, 0.15, 0.08, 0.04, 0.02)
-#: named topologies placed on the same axes
-NAMED_TOPOLOGIES = ("ring", "torus", "exponential", "hypercube", "complete")
+#: spectral gaps g of the exact-gap family (rho = 1 - g) from 0.5 to 0.02; the middle five are the transient
+#: law's default gaps (:mod:`.transient_law`), so both experiments share those cells
+DEFAULT_GAPS = (0.5, 0.09, 0.075, 0.062, 0.051, 0.042, 0.02)
+#: named topologies placed on the same axes (every named topology without a parameter)
+NAMED_TOPOLOGIES = ("ring", "path", "torus", "hypercube", "exponential", "star", "complete")
 #: rounds grid for the transient
-DEFAULT_ROUNDS = (250, 500, 1000, 2000, 4000)
+DEFAULT_ROUNDS = (125, 250, 500, 1000, 2000, 4000)
 #: slope of log Cbar against log(rho / (1 - rho)) that the template predicts
 PREDICTED_SLOPE = 2.0
+#: below this the consensus error is exact averaging's rounding: no log, no ratio
+_ZERO = 1e-20
 _KEY = ("algorithm", "topology", "gap", "K")
+
+
+def _full_spectrum(rho: float, spectral_sum: float, n: int) -> float:
+    return spectral_sum / n
+
+
+def _gap_noise(rho: float, spectral_sum: float, n: int) -> float:
+    return (n - 1) / n * rho ** 2 / (1 - rho ** 2)
+
+
+def _gap_template(rho: float, spectral_sum: float, n: int) -> float:
+    return rho ** 2 / (1 - rho) ** 2
+
+
+#: the consensus-error predictors: name -> (formula, shape(rho, noise_spectral_sum(W), N)); each is
+#: ``kappa beta^2 shape`` with one noise level kappa calibrated on the exact-gap family
+PREDICTORS: dict[str, tuple[str, Callable[[float, float, int], float]]] = {
+    "full spectrum": ("kappa beta^2 (1/N) sum_{i>=2} lambda_i^2 / (1 - lambda_i^2)", _full_spectrum),
+    "gap only, noise": ("kappa beta^2 (N-1)/N rho^2 / (1 - rho^2)", _gap_noise),
+    "gap only, template": ("kappa beta^2 rho^2 / (1 - rho)^2", _gap_template),
+}
 
 
 @dataclass(frozen=True)
@@ -151,18 +196,138 @@ def consensus_slope(rho: Sequence[float], cbar: np.ndarray, *, n_boot: int = 200
     return fit_slope(x, np.log(cbar), n_boot=n_boot, ci=ci, seed=seed)
 
 
-def slope_verdict(fit: SlopeFit, predicted: float = PREDICTED_SLOPE) -> tuple[str, str]:
-    """``("consistent" | "inconsistent", reason)``: does the slope's CI contain the prediction?"""
+def slope_tightness(fit: SlopeFit, predicted: float = PREDICTED_SLOPE, *,
+                    margin: float = DEFAULT_MARGIN) -> ShapeVerdict:
+    """Is the bound's ``rho^2 / (1 - rho)^2`` tight? The slope of measured/bound is the measured slope minus 2.
+
+    A slope below 2 makes the bound ``loose in rho`` (it grows faster than the
+    consensus error as rho -> 1), not wrong; zero-mean gradient noise alone
+    gives ``rho^2 / (1 - rho^2)``, slope 2 at large gaps and 1 at small ones.
+    """
     lo, hi = fit.ci
-    if lo <= predicted <= hi:
-        return "consistent", f"the {predicted:g} predicted by rho^2/(1-rho)^2 lies in the CI [{lo:.3g}, {hi:.3g}]"
-    side = "below" if hi < predicted else "above"
-    reason = f"CI [{lo:.3g}, {hi:.3g}] lies {side} the predicted {predicted:g}"
-    if hi < predicted and lo > 0.75:
-        reason += ("; between the slope 1 that zero-mean gradient noise gives at small gaps "
-                   "(Cbar ~ rho^2/(1-rho^2)) and the template's worst case 2 (persistent heterogeneity): "
-                   "the bound's rho^2/(1-rho)^2 over-states the growth at small gaps")
-    return "inconsistent", reason
+    ci = ConfidenceInterval(lo - predicted, hi - predicted, fit.ci.level, fit.ci.method)
+    verdict = shape_verdict("rho", fit.slope - predicted, ci, axis="rho/(1-rho)", margin=margin)
+    extra = (f"; measured slope {fit.slope:.3g} [{lo:.3g}, {hi:.3g}] against the bound's {predicted:g}")
+    if verdict.word == "loose" and lo > 0.75:
+        extra += (", between the 1 of zero-mean noise at small gaps (rho^2/(1-rho^2)) and the 2 of a persistent "
+                  "drift (the bound's worst case)")
+    return ShapeVerdict(verdict.variable, verdict.word, verdict.exponent, verdict.ci, verdict.reason + extra,
+                        verdict.margin)
+
+
+def lemma_check(constants: Mapping[str, float] | None, *, n: int, beta: float, rho: float,
+                measured: Sequence[float]) -> dict[str, Any]:
+    """The consensus lemma at one graph: its value, the conditions that fail, and the label.
+
+    ``measured`` are the seeds' Cbar; the label compares their mean with the
+    bound (``out of scope`` if a condition fails with this beta and rho).
+    """
+    mean = float(np.nanmean(measured)) if len(measured) else float("nan")
+    if constants is None:
+        return {"bound": None, "label": "not evaluated (no constants)", "failing_conditions": [], "ratio": None}
+    lemma = consensus_lemma()
+    vals = {**dict(constants), "rho": rho, "beta": beta, "N": n}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = float(evaluate(lemma, vals)["total"])
+    failures = condition_failures(lemma, vals, K=1.0)
+    return {"bound": bound, "label": point_label(bound, mean, failures, atol=_ZERO), "failing_conditions": failures,
+            "ratio": bound / mean if mean > 0 else None}
+
+
+@dataclass(frozen=True)
+class ConsensusPoint:
+    """One graph's measured consensus error with what the predictors need.
+
+    ``kind`` is ``"exact_gap"`` (the calibration family) or ``"topology"``.
+    """
+
+    label: str
+    kind: str
+    n: int
+    rho: float
+    beta: float
+    spectral_sum: float
+    cbar: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "kind": self.kind, "N": self.n, "rho": self.rho, "beta": self.beta,
+                "spectral_sum": self.spectral_sum, "Cbar": self.cbar}
+
+
+@dataclass(frozen=True)
+class ConsensusPredictor:
+    """One predictor of Cbar across graphs: its calibration and how far each graph falls off its line.
+
+    Attributes
+    ----------
+    kappa : float
+        Noise level calibrated on the exact-gap family (geometric mean of measured / (beta^2 shape)).
+    scatter : float
+        Standard deviation of log(measured / predicted) over every graph with a positive prediction
+        (family and named): 0 puts them all on one line.
+    family_scatter : float
+        The same over the family alone.
+    named_offset : float
+        Mean log(measured / predicted) of the named topologies: how far they sit off the family's line.
+    worst : tuple (str, float)
+        The graph with the largest |log(measured / predicted)|.
+    rows : list of dict
+        Per graph: label, kind, predicted, measured, log_ratio (None where both are exactly 0).
+    """
+
+    name: str
+    formula: str
+    kappa: float
+    scatter: float
+    family_scatter: float
+    named_offset: float
+    worst: tuple[str, float]
+    rows: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "formula": self.formula, "kappa": self.kappa, "scatter": self.scatter,
+                "family_scatter": self.family_scatter, "named_offset": self.named_offset,
+                "worst": {"graph": self.worst[0], "log_ratio": self.worst[1]}, "rows": self.rows}
+
+
+def _predictor(name: str, points: Sequence[ConsensusPoint]) -> ConsensusPredictor:
+    formula, shape = PREDICTORS[name]
+    base = np.array([p.beta ** 2 * shape(p.rho, p.spectral_sum, p.n) for p in points])
+    cbar = np.array([p.cbar for p in points])
+    usable = (base > _ZERO) & (cbar > _ZERO) & np.isfinite(base) & np.isfinite(cbar)
+    family = usable & np.array([p.kind == "exact_gap" for p in points])
+    if not family.any():
+        raise ValueError("no exact-gap point with a positive consensus error to calibrate on")
+    kappa = float(np.exp(np.mean(np.log(cbar[family] / base[family]))))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = np.where(usable, np.log(cbar / (kappa * base)), np.nan)
+    named = usable & ~family
+    rows = [{"label": p.label, "kind": p.kind, "predicted": float(kappa * b), "measured": float(c),
+             "log_ratio": float(lr) if u else None}
+            for p, b, c, u, lr in zip(points, base, cbar, usable, log_ratio)]
+    i = int(np.nanargmax(np.abs(log_ratio)))
+    return ConsensusPredictor(
+        name=name, formula=formula, kappa=kappa, scatter=float(np.std(log_ratio[usable], ddof=1)),
+        family_scatter=float(np.std(log_ratio[family], ddof=1)) if family.sum() > 1 else 0.0,
+        named_offset=float(np.mean(log_ratio[named])) if named.any() else float("nan"),
+        worst=(points[i].label, float(log_ratio[i])), rows=rows)
+
+
+def compare_predictors(points: Sequence[ConsensusPoint]) -> tuple[list[ConsensusPredictor], str, str]:
+    """Every predictor of :data:`PREDICTORS` on the same graphs; the one with the least scatter, and why.
+
+    Graphs whose measured and predicted errors are both exactly 0 (the
+    complete graph: exact averaging) carry no ratio and are left out of the
+    scatter.
+    """
+    preds = [_predictor(name, points) for name in PREDICTORS]
+    best = min(preds, key=lambda p: p.scatter)
+    others = ", ".join(f"{p.name} {p.scatter:.2f}" for p in preds if p is not best)
+    statement = (f"{best.name} puts the graphs on one line: SD of log(measured/predicted) over "
+                 f"{sum(r['log_ratio'] is not None for r in best.rows)} graphs {best.scatter:.2f} "
+                 f"(a factor {math.exp(best.scatter):.2f}) against {others}; named topologies sit "
+                 f"{best.named_offset:+.2f} in log off the exact-gap line")
+    return preds, best.name, statement
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,9 +339,16 @@ class ConsensusResult:
     study : ConsensusStudy
     slope : SlopeFit
         log Cbar against log(rho/(1-rho)) over the gaps (at the largest K).
-    verdict, reason : str
+    tightness : ShapeVerdict
+        The slope against the bound's 2, in the words of :func:`~deprl_theory.experiments.laws.shape_verdict`.
+    lemma_label, lemma_reason : str
+        Does the consensus lemma hold over the graphs where it applies (``holds``, ``violated``,
+        ``no point in scope``)?
     gaps, topologies : list of dict
-        Per point: rho, x = rho/(1-rho), Cbar (mean and per seed).
+        Per graph: rho, x = rho/(1-rho), Cbar (mean and per seed), the whole-spectrum sum, the
+        lemma's bound, label and failing conditions.
+    predictors : list of ConsensusPredictor
+    best_predictor, predictor_statement : str
     transient : dict
         Reference, factor and, per gap, the measured K, the template's K0 and the ratios.
     gbar : dict gap -> ndarray (len(rounds), S)
@@ -187,10 +359,14 @@ class ConsensusResult:
 
     study: ConsensusStudy
     slope: SlopeFit
-    verdict: str
-    reason: str
+    tightness: ShapeVerdict
+    lemma_label: str
+    lemma_reason: str
     gaps: list[dict]
     topologies: list[dict]
+    predictors: list[ConsensusPredictor]
+    best_predictor: str
+    predictor_statement: str
     transient: dict[str, Any]
     gbar: dict[float, np.ndarray]
     gbar_reference: np.ndarray
@@ -201,10 +377,15 @@ class ConsensusResult:
         return {
             "consensus_slope": {**self.slope.as_dict(), "K": self.study.rounds[-1]},
             "predicted_slope": PREDICTED_SLOPE,
-            "verdict": self.verdict,
-            "reason": self.reason,
+            "tightness": self.tightness.as_dict(),
+            "lemma": {"label": self.lemma_label, "reason": self.lemma_reason,
+                      "bound": "Cbar <= 6 rho^2 beta^2 (sigma_phi^2 + delta^2) / (1 - rho)^2 "
+                               "if beta <= (1 - rho) / (sqrt(6) rho L_phi)"},
             "gaps": self.gaps,
             "topologies": self.topologies,
+            "predictors": [p.as_dict() for p in self.predictors],
+            "best_predictor": self.best_predictor,
+            "predictor_statement": self.predictor_statement,
             "transient": self.transient,
             "settings": self.study.settings(),
             "constants": self.constants,
@@ -212,45 +393,34 @@ class ConsensusResult:
         }
 
 
-def _gap_rows(study: ConsensusStudy, C: Mapping, rhos: Mapping, K_fit: int):
-    keys = [("deprl", "exact_gap", g, K_fit) for g in study.gaps]
-    rho = np.array([rhos[k[:3]] for k in keys])
-    cbar = np.array([C.get(k, np.full(study.seeds, np.nan)) for k in keys])
-    mask = (rho > 0) & (rho < 1)
-    fit = consensus_slope(rho[mask], cbar[mask], n_boot=study.boot)
-    with np.errstate(all="ignore"):
-        rows = [{"gap": g, "rho": float(r), "x": float(r / (1 - r)) if r < 1 else None,
-                 "Cbar": float(np.nanmean(row)), "Cbar_seeds": row.tolist(), "in_fit": bool(0 < r < 1)}
-                for g, r, row in zip(study.gaps, rho, cbar)]
-    return rho, fit, rows
-
-
-def analyse_consensus(study: ConsensusStudy, records: Sequence[Mapping[str, Any]],
-                      constants: Mapping[str, float] | None = None, *,
-                      constants_report: Mapping[str, Any] | None = None,
-                      sweep: Mapping[str, Any] | None = None) -> ConsensusResult:
-    """Slope, verdict and transients of a finished consensus sweep (no simulation)."""
-    seeds = study.seed_list
-    rounds = list(study.rounds)
-    K_fit = rounds[-1]
-    C = metric_table(records, "C", _KEY, seeds=seeds)
-    G = metric_table(records, "G", _KEY, seeds=seeds)
-    rhos = {(r["params"]["algorithm"], r["params"]["topology"], r["params"].get("gap")): float(r["result"]["rho"])
-            for r in records}
-    rho, fit, gap_rows = _gap_rows(study, C, rhos, K_fit)
-    verdict, reason = slope_verdict(fit)
-    nan_row = np.full(len(seeds), np.nan)
-    topo_rows = []
-    for name in study.topologies:
-        key = ("deprl", name, None, K_fit)
+def _graph_rows(study: ConsensusStudy, C: Mapping, info: Mapping, constants) -> tuple[list, list, list]:
+    """Rows of the family and of the named graphs at the largest K, and their ConsensusPoints."""
+    K_fit, n, nan_row = study.rounds[-1], int(study.n), np.full(study.seeds, np.nan)
+    graphs = [("exact_gap", g, f"g = {g:g}") for g in study.gaps] + [(t, None, t) for t in study.topologies]
+    fam, named, points = [], [], []
+    for topology, gap, label in graphs:
+        key = ("deprl", topology, gap, K_fit)
+        if key not in info:
+            continue
+        rho, beta = info[key]
         row = C.get(key, nan_row)
-        r = rhos.get(key[:3], float("nan"))
+        W = build_mixing(cell_params(N=n, topology=topology, gap=gap, **study.cell), study.base_seed)
+        ssum = noise_spectral_sum(W)
         with np.errstate(all="ignore"):
-            topo_rows.append({"topology": name, "rho": r, "spectral_gap": 1 - r,
-                              "x": float(r / (1 - r)) if 0 <= r < 1 else None,
-                              "Cbar": float(np.nanmean(row)), "Cbar_seeds": row.tolist(),
-                              "predicted_Cbar": float(np.exp(fit.intercept) * (r / (1 - r)) ** fit.slope)
-                              if 0 < r < 1 else None})
+            out = {"rho": rho, "spectral_gap": 1 - rho, "x": float(rho / (1 - rho)) if 0 <= rho < 1 else None,
+                   "beta": beta, "Cbar": float(np.nanmean(row)), "Cbar_seeds": row.tolist(), "spectral_sum": ssum,
+                   "lemma": lemma_check(constants, n=n, beta=beta, rho=rho, measured=row)}
+        if topology == "exact_gap":
+            fam.append({"gap": gap, "in_fit": bool(0 < rho < 1), **out})
+        else:
+            named.append({"topology": topology, **out})
+        points.append(ConsensusPoint(label, "exact_gap" if topology == "exact_gap" else "topology", n, rho, beta,
+                                     ssum, out["Cbar"]))
+    return fam, named, points
+
+
+def _transient(study: ConsensusStudy, G: Mapping, rho: np.ndarray, constants) -> tuple[dict, dict, np.ndarray]:
+    rounds, nan_row = list(study.rounds), np.full(study.seeds, np.nan)
     ref = np.array([G.get(("centralized", "complete", None, K), nan_row) for K in rounds])
     p = cell_params(**study.cell)
     pred = (template_K0(constants, int(study.n), rho, c=p["c"], tau=p["tau"]) if constants else None)
@@ -272,8 +442,35 @@ def analyse_consensus(study: ConsensusStudy, records: Sequence[Mapping[str, Any]
                      "predicted_K0_expr": None if pred is None else str(tr.K0),
                      "predicted_K0_large_N": None if pred is None else str(tr.K0_large_N),
                      "rows": rows}
-    return ConsensusResult(study=study, slope=fit, verdict=verdict, reason=reason, gaps=gap_rows,
-                           topologies=topo_rows, transient=transient, gbar=gbar, gbar_reference=ref,
+    return transient, gbar, ref
+
+
+def analyse_consensus(study: ConsensusStudy, records: Sequence[Mapping[str, Any]],
+                      constants: Mapping[str, float] | None = None, *,
+                      constants_report: Mapping[str, Any] | None = None,
+                      sweep: Mapping[str, Any] | None = None) -> ConsensusResult:
+    """Slope and its tightness, the lemma's labels, the predictors and the transients (no simulation).
+
+    Reads the records; builds each graph's W (cheap, deterministic) for its spectrum.
+    """
+    seeds = study.seed_list
+    C = metric_table(records, "C", _KEY, seeds=seeds)
+    G = metric_table(records, "G", _KEY, seeds=seeds)
+    info = {tuple(r["params"].get(k) for k in _KEY): (float(r["result"]["rho"]), float(r["result"]["beta"]))
+            for r in records}
+    fam, named, points = _graph_rows(study, C, info, constants)
+    rho = np.array([info.get(("deprl", "exact_gap", g, study.rounds[-1]), (np.nan,))[0] for g in study.gaps])
+    in_fit = [r for r in fam if r["in_fit"]]
+    fit = consensus_slope([r["rho"] for r in in_fit], np.array([r["Cbar_seeds"] for r in in_fit]), n_boot=study.boot)
+    for row in named:
+        r = row["rho"]
+        row["Cbar_from_slope"] = float(np.exp(fit.intercept) * (r / (1 - r)) ** fit.slope) if 0 < r < 1 else None
+    label, reason = bound_label([r["lemma"]["label"] for r in fam + named]) if constants else ("not evaluated", "")
+    preds, best, statement = compare_predictors(points)
+    transient, gbar, ref = _transient(study, G, rho, constants)
+    return ConsensusResult(study=study, slope=fit, tightness=slope_tightness(fit), lemma_label=label,
+                           lemma_reason=reason, gaps=fam, topologies=named, predictors=preds, best_predictor=best,
+                           predictor_statement=statement, transient=transient, gbar=gbar, gbar_reference=ref,
                            constants=dict(constants_report or {}), sweep=dict(sweep or {}))
 
 

@@ -16,22 +16,35 @@ order and falls below the leading (N K)^(-1/2) term after a transient
   the curve with its own tail, not with the -1/2 the theory predicts, so it
   cannot manufacture agreement with the theory.
 * :func:`measured_transient` finds the first K of a grid from which Gbar stays
-  within a factor of a reference without consensus error (the centralized run).
+  within a factor of a reference without consensus error (the centralized run);
+  :func:`transient_crossing` adds where, between two grid points, the ratio
+  crosses the factor, and says when the transient lies outside the grid.
+* :func:`noise_transient` is the alternative to the template in which the
+  consensus error is noise-dominated, ``Cbar ~ beta^2 rho^2 / (1 - rho^2)``:
+  a user-style consensus term handed to :func:`deprl_theory.bound.make_bound`
+  and :func:`deprl_theory.bound.transient_K0`, like any bound file.
+  :func:`model_K0` evaluates either, and :func:`gap_exponent` reads the
+  exponent q of ``K0 ~ (1 - rho)^(-q)`` off a symbolic K0 as rho -> 1.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..bound import Transient, default_bound, evaluate_expr, theory_step_rule, transient_K0
+import sympy
+
+from ..bound import (SYMBOLS, Transient, default_bound, evaluate_expr, exponents, make_bound, theory_step_rule,
+                     to_strings, transient_K0)
 from ..constants import estimate_constants
 from .cells import cell_problem
 
 __all__ = ["PredictedTransient", "template_transient", "template_K0", "predict_transient", "transient_cells",
-           "measured_transient"]
+           "measured_transient", "Crossing", "transient_crossing", "NOISE_CONSENSUS_TERM", "noise_transient",
+           "model_K0", "gap_exponent"]
 
 
 @dataclass(frozen=True)
@@ -61,14 +74,53 @@ def template_transient() -> Transient:
     return transient_K0(default_bound(), theory_step_rule("1/N"))
 
 
+#: the consensus term of the noise-dominated alternative, written as a user would write it in a bound file:
+#: the template's smoothness factor times zero-mean noise accumulated by gossip, beta^2 sigma^2 rho^2/(1-rho^2)
+NOISE_CONSENSUS_TERM = "(2*a*L_thetaphi**2 + L_phi**2) * beta**2 * sigma_phi**2 * rho**2 / (1 - rho**2)"
+
+
+@lru_cache(maxsize=1)
+def noise_transient() -> Transient:
+    """K0 when the consensus error is noise-dominated, ``Cbar ~ beta^2 rho^2 / (1 - rho^2)`` (symbolic, once).
+
+    The template with its ``T_cons`` replaced by :data:`NOISE_CONSENSUS_TERM`
+    (no heterogeneity: a realizable problem has delta = 0 at its optimum),
+    under ``beta = c sqrt(N/K)`` and ``a = 1/N``: K0 ~ N^3 rho^4 / (1 - rho^2)^2,
+    so q = 2 as rho -> 1 where the template has 4.
+    """
+    terms = dict(to_strings(default_bound())["terms"])
+    terms["T_cons"] = NOISE_CONSENSUS_TERM
+    bound = make_bound(terms, consensus_terms=["T_cons"], quantity="template with a noise-dominated consensus term")
+    return transient_K0(bound, theory_step_rule("1/N"))
+
+
+def model_K0(transient: Transient, constants: Mapping[str, float], n: int | np.ndarray,
+             rho: Sequence[float] | float, *, c: float, tau: int) -> np.ndarray:
+    """A symbolic K0 evaluated at every ``rho`` (0 where rho = 0: exact averaging has no transient)."""
+    rho = np.asarray(rho, dtype=float)
+    values = {k: v for k, v in {**dict(constants), "c": c, "tau": tau}.items() if k not in ("rho", "N")}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vals = evaluate_expr(transient.K0, values, rho=rho, N=np.asarray(n, dtype=float))
+    return np.where(rho == 0, 0.0, vals)
+
+
 def template_K0(constants: Mapping[str, float], n: int, rho: Sequence[float] | float, *, c: float,
                 tau: int) -> np.ndarray:
     """The template's K0 at every ``rho`` (0 where rho = 0: exact averaging has no transient)."""
-    rho = np.asarray(rho, dtype=float)
-    values = {k: v for k, v in {**dict(constants), "c": c, "tau": tau, "N": n}.items() if k != "rho"}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        vals = evaluate_expr(template_transient().K0, values, rho=rho)
-    return np.where(rho == 0, 0.0, vals)
+    return model_K0(template_transient(), constants, n, rho, c=c, tau=tau)
+
+
+def gap_exponent(expr: sympy.Expr | str) -> sympy.Expr:
+    """q in ``expr ~ (1 - rho)^(-q)`` as rho -> 1 (the exponent in ``x = 1/(1 - rho)`` as x -> oo).
+
+    Examples
+    --------
+    >>> gap_exponent("rho**4/(1 - rho)**4"), gap_exponent("rho**4/(1 - rho**2)**2")
+    (4, 2)
+    """
+    x = sympy.Symbol("x_inverse_gap", positive=True)
+    e = sympy.sympify(expr, locals=dict(SYMBOLS)) if isinstance(expr, str) else expr
+    return exponents(e.subs(SYMBOLS["rho"], 1 - 1 / x), x)
 
 
 def predict_transient(params: Mapping[str, Any], rho: float, *, base_seed: int = 0,
@@ -154,3 +206,64 @@ def measured_transient(rounds: Sequence[int], gbar: np.ndarray, gbar_ref: np.nda
         if ok[i:].all():
             return int(rounds[i])
     return None
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where Gbar / reference comes within the factor for good, on a grid of K.
+
+    Attributes
+    ----------
+    K_grid : int or None
+        :func:`measured_transient`: the first K of the grid from which the
+        ratio stays within the factor (None: not even at the largest K).
+    K0 : float or None
+        The crossing between the last K above the factor and the next, by
+        linear interpolation of the ratio in log K; None when censored.
+    censored : {"below", "above"} or None
+        ``"below"``: within the factor at every K of the grid (K0 <= the
+        smallest K, or no transient at all); ``"above"``: not within it at
+        the largest K (K0 beyond the grid).
+    ratios : list of float
+        Seed-mean Gbar over the reference's, per K.
+    """
+
+    K_grid: int | None
+    K0: float | None
+    censored: str | None
+    ratios: list[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"K_grid": self.K_grid, "K0": self.K0, "censored": self.censored, "ratios": self.ratios}
+
+
+def transient_crossing(rounds: Sequence[int], gbar: np.ndarray, gbar_ref: np.ndarray,
+                       factor: float = 1.25) -> Crossing:
+    """:func:`measured_transient`, refined to where the ratio crosses the factor.
+
+    The ratio of seed means is not monotone in K (it rises while the
+    consensus error builds up, then falls), so the crossing is the last one:
+    between the last K of the grid above the factor and the next.
+
+    Examples
+    --------
+    >>> ref = np.ones((4, 2))
+    >>> c = transient_crossing([100, 200, 400, 800], ref * np.array([[1.2], [1.5], [1.25], [1.1]]), ref)
+    >>> c.K_grid, round(c.K0), c.censored
+    (400, 400, None)
+    >>> transient_crossing([100, 200], ref[:2] * 2, ref[:2]).censored
+    'above'
+    """
+    K_grid = measured_transient(rounds, gbar, gbar_ref, factor)
+    with np.errstate(all="ignore"):
+        ratio = np.nanmean(np.asarray(gbar, float), axis=1) / np.nanmean(np.asarray(gbar_ref, float), axis=1)
+    ratios = [float(r) for r in ratio]
+    if K_grid is None:
+        return Crossing(None, None, "above", ratios)
+    i = list(rounds).index(K_grid)
+    if i == 0:
+        return Crossing(K_grid, None, "below", ratios)
+    r0, r1 = ratio[i - 1], ratio[i]
+    frac = (r0 - factor) / (r0 - r1)
+    K0 = math.exp(math.log(rounds[i - 1]) + frac * (math.log(rounds[i]) - math.log(rounds[i - 1])))
+    return Crossing(K_grid, float(K0), None, ratios)

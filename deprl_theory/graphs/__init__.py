@@ -7,11 +7,11 @@ and weight rules, measures its spectrum, and checks A4 property by property:
 
 * :mod:`.topologies`  the registry of named topologies, edge lists, adjacency matrices
 * :mod:`.weights`     weight rules, laziness, :func:`mixing_matrix`
-* :mod:`.spectra`     mixing rate and spectral gap (dense or ARPACK)
+* :mod:`.spectra`     mixing rate and spectral gap (dense or ARPACK); the whole-spectrum noise sum
 * :mod:`.checks`      :func:`mixing_report` (every A4 check) and :func:`check_mixing` (raises)
 """
 from .checks import DegreeStats, MixingMatrixError, MixingReport, check_mixing, mixing_report
-from .spectra import mixing_rate, spectral_gap
+from .spectra import effective_gap, mixing_rate, noise_spectral_sum, spectral_gap
 from .topologies import TOPOLOGIES, TOPOLOGY_INFO, Topology, adjacency, graph_adjacency, topology_help
 from .weights import (WEIGHT_RULES, lazy, max_degree_weights, metropolis_weights, mixing_matrix,
                       uniform_weights)
@@ -34,6 +34,8 @@ __all__ = [
     "mixing_matrix",
     "spectral_gap",
     "mixing_rate",
+    "noise_spectral_sum",
+    "effective_gap",
     "check_mixing",
     "mixing_report",
 ]

@@ -1,6 +1,8 @@
-"""Spectra of mixing matrices: the mixing rate rho = ||W - 11^T/n||_2 and the spectral gap 1 - rho."""
+"""Spectra of mixing matrices: the mixing rate rho = ||W - 11^T/n||_2, the spectral gap 1 - rho, and the
+whole-spectrum sum that sets gossip's stationary disagreement under gradient noise."""
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -9,7 +11,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh, svds
 
 from .weights import ArrayOrSparse
 
-__all__ = ["DENSE_MAX", "mixing_rate", "spectral_gap"]
+__all__ = ["DENSE_MAX", "mixing_rate", "spectral_gap", "noise_spectral_sum", "effective_gap"]
 
 #: above this n the spectral norm is computed iteratively (ARPACK) instead of by a full
 #: dense eigendecomposition; below it a sparse W is densified (cheaper and exact)
@@ -140,3 +142,84 @@ def spectral_gap(W: Any, *, method: Literal["auto", "dense", "sparse"] = "auto")
     0.2
     """
     return 1.0 - mixing_rate(W, method=method)
+
+
+def noise_spectral_sum(W: Any) -> float:
+    """``sum_{i>=2} lambda_i^2 / (1 - lambda_i^2)`` over every eigenvalue of a symmetric W but the top one.
+
+    Setting: gossip ``x <- W (x - beta g)`` on ``n`` workers with zero-mean
+    noise ``g``, i.i.d. across workers and rounds, variance ``sigma^2`` per
+    coordinate. Each eigen-direction ``i >= 2`` of W is an AR(1) process
+    ``d <- lambda_i (d - beta g_i)``, whose stationary variance is
+    ``beta^2 sigma^2 lambda_i^2 / (1 - lambda_i^2)``, so the stationary
+    disagreement ``(1/n) sum_j ||x_j - xbar||^2`` is
+    ``beta^2 sigma^2 noise_spectral_sum(W) / n`` per coordinate. It depends on
+    every eigenvalue, not on ``rho`` alone: a ring of 16 and the exact-gap
+    matrix with the same rho differ by a factor of about 6. Exact for that
+    model; a persistent drift between workers adds a ``rho^2 / (1 - rho)^2``
+    part that this sum does not describe.
+
+    Parameters
+    ----------
+    W : numpy.ndarray or scipy.sparse matrix
+        Symmetric doubly stochastic mixing matrix (densified: the full
+        spectrum is needed).
+
+    Returns
+    -------
+    float
+        ``inf`` when some eigenvalue but the top one has modulus 1 (a
+        disconnected or periodic W never forgets the noise).
+
+    Raises
+    ------
+    ValueError
+        If W is not square and finite, not symmetric, or does not have the
+        consensus vector as eigenvector (rows not summing to 1).
+
+    Examples
+    --------
+    >>> round(noise_spectral_sum(mixing_matrix("exact_gap", 4, gap=0.5)), 12)  # 3 * 0.25 / 0.75
+    1.0
+    >>> noise_spectral_sum(mixing_matrix("complete", 5)) < 1e-20  # exact averaging: no disagreement
+    True
+    """
+    w = _square(W)
+    w = w.toarray() if sp.issparse(w) else np.array(w, dtype=float)
+    if not np.all(np.isfinite(w)):
+        raise ValueError("W has non-finite entries")
+    if not np.allclose(w, w.T, rtol=0.0, atol=1e-12):
+        raise ValueError("noise_spectral_sum needs a symmetric W (its eigenvalues must be real)")
+    if not np.allclose(w.sum(axis=1), 1.0, rtol=0.0, atol=1e-10):
+        raise ValueError("noise_spectral_sum needs W 1 = 1 (rows summing to 1)")
+    n = w.shape[0]
+    # removing 11^T/n sends the consensus eigenvalue 1 to 0 (which adds 0) and keeps every other one
+    lam2 = np.linalg.eigvalsh((w + w.T) / 2.0 - 1.0 / n) ** 2
+    if np.any(lam2 >= 1.0 - 1e-12):
+        return float("inf")
+    return float(np.sum(lam2 / (1.0 - lam2)))
+
+
+def effective_gap(W: Any) -> float:
+    """The gap of the exact-gap matrix with the same whole-spectrum noise sum as W.
+
+    The exact-gap family ``(1 - g) I + g 11^T / n`` has every eigenvalue but
+    the top one equal to ``rho = 1 - g``, so its :func:`noise_spectral_sum`
+    is ``(n - 1) rho^2 / (1 - rho^2)``; solving for rho gives
+    ``rho_eff^2 = S / (n - 1 + S)``. A law measured on that family (such as
+    the transient law) carries over to W through ``1 - rho_eff`` if what it
+    depends on is the noise-driven disagreement. A ring of 16 (gap 0.051)
+    has effective gap 0.22.
+
+    Examples
+    --------
+    >>> round(effective_gap(mixing_matrix("exact_gap", 8, gap=0.3)), 12)
+    0.3
+    >>> round(effective_gap(mixing_matrix("ring", 16)), 3)
+    0.218
+    """
+    n = _square(W).shape[0]
+    s = noise_spectral_sum(W)
+    if not math.isfinite(s):
+        return 0.0
+    return 1.0 - math.sqrt(s / (n - 1 + s))
