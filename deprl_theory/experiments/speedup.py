@@ -338,7 +338,11 @@ def regime_starts(table: Mapping[tuple[int, int], np.ndarray], *, margin: float 
     """
     out = {}
     for n in sorted({n for n, _ in table}):
-        ks = sorted(k for m, k in table if m == n)
+        # cells that lost every seed to divergence have no mean and no place on the curve
+        ks = sorted(k for m, k in table if m == n and np.isfinite(table[(m, k)]).any())
+        if not ks:
+            out[n] = {"start": None, "reached": False, "slopes": [], "K": [], "needs": None}
+            continue
         with np.errstate(all="ignore"):
             y = np.array([np.nanmean(np.log(table[(n, k)])) for k in ks])
         x = np.log(np.array(ks, dtype=float))
@@ -356,8 +360,10 @@ def regime_starts(table: Mapping[tuple[int, int], np.ndarray], *, margin: float 
             mid = (x[1:] + x[:-1]) / 2
             b, a = np.polyfit(mid[-3:], slopes[-3:], 1)
             edge = target + margin if slopes[-1] > target else target - margin
-            if b != 0 and np.sign(edge - slopes[-1]) == np.sign(b):
-                needs = float(np.exp((edge - a) / b))
+            log_needs = (edge - a) / b if b != 0 else np.inf
+            # only a trend that points at the margin, within 1e12 rounds, is an estimate worth stating
+            if np.sign(edge - slopes[-1]) == np.sign(b) and log_needs < np.log(1e12):
+                needs = float(np.exp(log_needs))
         out[n] = {"start": int(start), "reached": reached, "slopes": [float(v) for v in slopes],
                   "K": ks, "needs": needs}
     return out
@@ -369,7 +375,7 @@ def _excluded_cells(study: SpeedupStudy, tables: Mapping[str, Mapping], keys: Se
     excluded = []
     if study.regime == "theory":
         for n, k in keys:
-            if k < regime[n]["start"]:
+            if regime[n]["start"] is not None and k < regime[n]["start"]:
                 excluded.append({"N": n, "K": k, "why": (
                     f"before the asymptotic regime of N = {n}: local slopes of {study.metric} settle within "
                     f"{study.margin:g} of -1/2 from K = {regime[n]['start']}" if regime[n]["reached"] else
