@@ -242,7 +242,7 @@ def make_problem(
     head_mean: float | np.ndarray = 0.0,
     clusters: int | None = None,
     cluster_spread: float = 0.1,
-    heads: str = "iid",
+    heads: str = "balanced",
     activation: str = "tanh",
     covariance: np.ndarray | None = None,
     n_eval: int = 500,

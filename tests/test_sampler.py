@@ -430,9 +430,9 @@ def test_a_seeds_time_averages_do_not_depend_on_the_batch(sampler, rounds):
 
 def test_sampler_is_recorded_and_checked():
     p = make_problem("linear", 3, dim=4, rank=1, n_seeds=1, seed=0)
-    assert run(p, None, algorithm="local", rounds=2, alpha=0.1, beta=0.1).settings["sampler"] == "direct"
-    res = run(p, None, algorithm="local", rounds=2, alpha=0.1, beta=0.1, sampler="projected")
-    assert res.settings["sampler"] == "projected"
+    assert run(p, None, algorithm="local", rounds=2, alpha=0.1, beta=0.1).settings["sampler"] == "projected"
+    res = run(p, None, algorithm="local", rounds=2, alpha=0.1, beta=0.1, sampler="direct")
+    assert res.settings["sampler"] == "direct"
     with pytest.raises(ValueError, match="sampler"):
         run(p, None, algorithm="local", rounds=2, alpha=0.1, beta=0.1, sampler="wishart")
 
@@ -440,9 +440,9 @@ def test_sampler_is_recorded_and_checked():
 def test_normals_per_worker_round():
     """The issue's counts: 1260 vs 410 (d = 20, r = 3) and 3060 vs 810 (d = 50, r = 5), b = 10, tau = 5."""
     small = make_problem("linear", 3, dim=20, rank=3, batch=10, seed=0)
-    large = make_problem("linear", 3, dim=50, rank=5, batch=10, seed=0)
-    assert (normals_per_worker_round(small, 5), normals_per_worker_round(small, 5, "projected")) == (1260, 410)
-    assert (normals_per_worker_round(large, 5), normals_per_worker_round(large, 5, "projected")) == (3060, 810)
+    large = make_problem("linear", 5, dim=50, rank=5, batch=10, seed=0)
+    assert (normals_per_worker_round(small, 5, "direct"), normals_per_worker_round(small, 5)) == (1260, 410)
+    assert (normals_per_worker_round(large, 5, "direct"), normals_per_worker_round(large, 5)) == (3060, 810)
     nonlinear = make_problem("nonlinear", 3, dim=20, rank=3, batch=10, n_eval=5, seed=0)
     assert normals_per_worker_round(nonlinear, 5, "projected") == 5 * 10 * 7 + 10 * 21
     # and that is what the stream draws
@@ -463,7 +463,21 @@ def test_draw_buffers_are_capped_at_the_run_length():
     assert projected.chunk == 1 and (H.shape, X.shape, eps.shape) == ((2, 4, 5, 10, 4), (2, 4, 10, 20), (2, 4, 10))
     # a short run (fewer rounds than the uncapped chunk) still matches the plain loop
     p = make_problem("linear", 4, dim=6, rank=2, batch=4, n_seeds=2, seed=11)
-    res = run(p, _ring(4), rounds=5, tau=3, alpha=0.05, beta=0.1, seed=[3, 4])
+    res = run(p, _ring(4), rounds=5, tau=3, alpha=0.05, beta=0.1, seed=[3, 4], sampler="direct")
     theta_ref, B_ref = reference_run(p, _ring(4), "deprl", 5, 3, 0.05, 0.1, [3, 4])
     np.testing.assert_allclose(res.theta, theta_ref, rtol=0, atol=1e-10)
     np.testing.assert_allclose(res.B, B_ref, rtol=0, atol=1e-10)
+
+
+def test_the_sampler_is_part_of_every_cache_key(tmp_path):
+    """Old direct-sampler results are never mixed with projected ones: the sampler is a cell parameter."""
+    from deprl_theory.experiments import TASK_VERSION, cell_params, simulate_cell
+    from deprl_theory.sweep import run_sweep
+
+    cells = [cell_params(N=4, K=20, dim=6, rank=2, sampler=s) for s in ("projected", "direct")]
+    assert cell_params(N=4, K=20)["sampler"] == "projected"
+    sweep = run_sweep(simulate_cell, cells, [0], out=tmp_path, executor="serial", progress=False,
+                      task_version=TASK_VERSION)
+    assert len(list(sweep.cache_dir.glob("*.json"))) == 2
+    g = [r["result"]["averages"]["G"] for r in sweep.records]
+    assert g[0] != g[1]

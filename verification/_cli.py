@@ -243,7 +243,7 @@ def one_of(names: Sequence[str], what: str) -> Callable[[str], str]:
 
 # --------------------------------------------------------------------------- the cell options
 _PROBLEM_OPTIONS = ("problem", "dim", "rank", "batch", "noise", "heterogeneity", "heads", "activation", "n_eval")
-_STEP_OPTIONS = ("tau", "c", "head_rule", "head_step", "beta_max", "alpha_max")
+_STEP_OPTIONS = ("tau", "c", "head_rule", "head_step", "beta_max", "alpha_max", "sampler")
 _GRAPH_OPTIONS = ("algorithm", "topology", "weights", "gap", "p", "degree")
 
 
@@ -291,6 +291,9 @@ def add_step_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--beta-max", type=positive_float, default=0.5,
                    help="stability cap on beta, reported when it binds (default 0.5)")
     g.add_argument("--alpha-max", type=positive_float, default=0.5, help="stability cap on alpha (default 0.5)")
+    g.add_argument("--sampler", type=one_of(("projected", "direct"), "sampler"), default="projected",
+                   help="minibatch draws: projected (only what the head steps need; exact in distribution, "
+                        "default) or direct (every input, as the reference loop replays)")
 
 
 def add_graph_options(parser: argparse.ArgumentParser, default_topology: str) -> None:

@@ -29,7 +29,7 @@ __all__ = ["CELL_DEFAULTS", "OPTIONAL_KEYS", "PROBLEM_KEYS", "TASK_VERSION", "si
            "cell_params", "cell_steps", "build_mixing", "cell_rho", "checked_rho", "check_cells", "cells_memory", "cell_cost", "validate_result"]
 
 #: bump when simulate_cell's numbers change (part of every cache key)
-TASK_VERSION = "3"
+TASK_VERSION = "4"
 
 #: every parameter of a cell, with its default
 CELL_DEFAULTS: dict[str, Any] = {
@@ -56,6 +56,7 @@ CELL_DEFAULTS: dict[str, Any] = {
     "beta_max": 0.5,
     "alpha_max": 0.5,
     "trace_points": 40,
+    "sampler": "projected",
 }
 
 #: parameters a cell carries only when they are set (the graph's own: erdos_renyi's p, random_regular's
@@ -219,7 +220,7 @@ def run_cell(params: Mapping[str, Any], seeds: Sequence[int], base_seed: int, *,
         eval_every = max(1, K // max(1, int(p["trace_points"])))
     res = run(problem, W, algorithm=p["algorithm"], rounds=K, tau=int(p["tau"]), steps=steps or cell_steps(p),
               eval_every=eval_every, seed=[cell_seed(base_seed, dict(params), int(j)) for j in seeds],
-              validate=False)
+              validate=False, sampler=p["sampler"])
     return res, rho
 
 
