@@ -12,6 +12,7 @@ deprl_theory.experiments.speedup; this module parses, calls and renders.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -54,8 +55,9 @@ def build_parser() -> ArgumentParser:
     o.add_argument("--margin", type=margin, default=DEFAULT_MARGIN,
                    help=f"equivalence margin m of the verdict: linear needs the CI's lower end within 1 +- m "
                         f"(default {DEFAULT_MARGIN})")
-    o.add_argument("--until-decisive", action="store_true",
-                   help="add seeds in batches (reusing the cache) until the headline verdict is not inconclusive")
+    o.add_argument("--until-decisive", action=argparse.BooleanOptionalAction, default=True,
+                   help="when the headline verdict is inconclusive for want of precision, add seeds in batches "
+                        "(reusing the cache) until it decides or --max-seeds is reached (default: on)")
     o.add_argument("--max-seeds", type=positive_int, default=64, help="seed limit of --until-decisive (default 64)")
     o.add_argument("--transient-tol", type=nonneg_float, default=0.15,
                    help="measured transient: drop the smallest K of an N while the local log-log slope differs "

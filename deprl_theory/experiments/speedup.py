@@ -555,13 +555,21 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
     if not until_decisive:
         return result, sweep
     tried = [study.seeds]
-    while result.headline.verdict.word == "inconclusive" and study.seeds < max_seeds:
+    while True:
+        verdict = result.headline.verdict
+        if verdict.word != "inconclusive":
+            why = f"the {study.metric} verdict is decisive ({verdict.word}) at {study.seeds} seeds"
+            break
+        if verdict.seeds_to_decide is None:
+            why = f"more seeds would not decide the {study.metric} verdict ({verdict.reason})"
+            break
+        if study.seeds >= max_seeds or verdict.seeds_to_decide > 4 * max_seeds:
+            why = (f"the {study.metric} verdict is still inconclusive; about {verdict.seeds_to_decide} seeds would "
+                   f"decide, and --max-seeds is {max_seeds}")
+            break
         study = study.with_seeds(_next_seeds(result, study.seeds, max_seeds))
         tried.append(study.seeds)
         result, sweep = _sweep_once(study, options, rho, predicted)
-    word = result.headline.verdict.word
-    why = (f"the {study.metric} verdict is decisive ({word}) at {study.seeds} seeds" if word != "inconclusive"
-           else f"reached --max-seeds {max_seeds} and the {study.metric} verdict is still inconclusive")
     stopping = {**result.stopping, "seeds_tried": tried, "seeds": study.seeds,
                 "why": "; ".join(w for w in (result.stopping.get("why", ""), why) if w)}
     return replace(result, stopping=stopping), sweep
