@@ -1,12 +1,13 @@
 # Two commands are the whole set-up on a machine with only Python 3 and pip:
 #   make speedup   -> creates .venv, installs the package, runs the speedup verification
 #   make test      -> creates .venv, installs the package with its test extra, runs the suite
+#   make report    -> the paper kit: every figure and table of the study under report/
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: speedup test install install-test clean
+.PHONY: speedup report test install install-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +27,11 @@ install-test: $(VENV)/.installed-test
 speedup: install
 	MPLBACKEND=Agg $(PY) -m verification.speedup --n 4 8 16 32 $(ARGS)
 
+report: install
+	MPLBACKEND=Agg $(PY) -m verification.report $(ARGS)
+
 test: install-test
 	MPLBACKEND=Agg $(PY) -m pytest $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis results
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis results report
