@@ -162,6 +162,12 @@ def test_bad_bound_files_exit_2_with_one_line(cli, tmp_path, spec, needle):
     ("spectral", ["--n", "8", "--topologies", "torus"], "torus"),
     ("spectral", ["--n", "12", "--topologies", "hypercube"], "hypercube"),
     ("bound", ["--topology", "torus", "--quick"], "torus"),
+    ("bench", ["--seconds", "inf"], "finite"),
+    ("bench", ["--n", "100000", "--skip-scale"], "available"),
+    ("bench", ["--scale-n", "100000000"], "available"),
+    ("bench", ["--seeds", "0"], "positive"),
+    ("report", ["--out", "/proc/x"], "/proc"),
+    ("design", ["--instances", "2"], "at least 3"),
 ])
 def test_invalid_settings_exit_2_in_one_line_before_anything_is_written(cli, tmp_path, command, args, needle):
     before = set(tmp_path.iterdir())

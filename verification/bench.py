@@ -31,6 +31,7 @@ compare.
 """
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import resource
@@ -49,7 +50,9 @@ from deprl_theory.graphs import mixing_matrix
 from deprl_theory.io import provenance
 from deprl_theory.problems import Problem, make_problem, projection_width
 from deprl_theory.reference import reference_run
-from verification._cli import ArgumentParser, UsageError, dump_json, run_main
+from deprl_theory.resources import check_memory, run_memory
+from verification._cli import (ArgumentParser, UsageError, dump_json, nonneg_int, positive_float, positive_int, run_main,
+                               user_input)
 
 PROG = "python -m verification.bench"
 
@@ -71,28 +74,28 @@ _BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, nargs="+", default=[8, 32, 128], metavar="N",
+    p.add_argument("--n", type=positive_int, nargs="+", default=[8, 32, 128], metavar="N",
                    help="worker counts of the throughput comparison (default: 8 32 128)")
     p.add_argument("--samplers", nargs="+", choices=SAMPLERS, default=list(SAMPLERS), metavar="SAMPLER",
                    help=f"minibatch samplers to time: {', '.join(SAMPLERS)} (default: both)")
-    p.add_argument("--seeds", type=int, default=5, help="seeds S advanced together (default 5)")
-    p.add_argument("--rounds", type=int, default=None, metavar="K",
+    p.add_argument("--seeds", type=positive_int, default=5, help="seeds S advanced together (default 5)")
+    p.add_argument("--rounds", type=positive_int, default=None, metavar="K",
                    help="engine rounds per timing (default: calibrated to --seconds, in whole chunks of "
                         "pre-drawn minibatches)")
-    p.add_argument("--reference-rounds", type=int, default=None, metavar="K",
+    p.add_argument("--reference-rounds", type=positive_int, default=None, metavar="K",
                    help="reference-loop rounds per timing (default: calibrated to --seconds)")
-    p.add_argument("--seconds", type=float, default=1.5,
+    p.add_argument("--seconds", type=seconds_value, default=1.5,
                    help="aim of the calibration: seconds per timing (default 1.5)")
-    p.add_argument("--repeats", type=int, default=3, help="timings per measurement, the best is kept (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="base seed of problems and minibatches (default 0)")
-    p.add_argument("--blas-threads", type=int, default=1,
+    p.add_argument("--repeats", type=positive_int, default=3, help="timings per measurement, the best is kept (default 3)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="base seed of problems and minibatches (default 0)")
+    p.add_argument("--blas-threads", type=positive_int, default=1,
                    help="BLAS threads of the timing processes (default 1: one core per timing)")
     p.add_argument("--skip-scale", action="store_true", help="skip the N = 1024 scale run")
-    p.add_argument("--scale-n", type=int, default=DEFAULT_SCALE_N,
+    p.add_argument("--scale-n", type=positive_int, default=DEFAULT_SCALE_N,
                    help=f"workers of the scale run (default {DEFAULT_SCALE_N}; the targets apply to the default)")
-    p.add_argument("--scale-rounds", type=int, default=DEFAULT_SCALE_ROUNDS,
+    p.add_argument("--scale-rounds", type=positive_int, default=DEFAULT_SCALE_ROUNDS,
                    help=f"rounds of the scale run (default {DEFAULT_SCALE_ROUNDS})")
-    p.add_argument("--scale-rng-rounds", type=int, default=200, metavar="K",
+    p.add_argument("--scale-rng-rounds", type=positive_int, default=200, metavar="K",
                    help="rounds whose draws are timed alone for the scale run's RNG limit, scaled to its "
                         "rounds (default 200; the draw cost is linear in the count)")
     p.add_argument("--json", action="store_true", help="print every figure as JSON on stdout")
@@ -110,10 +113,23 @@ def validate(args) -> None:
     for name in ("rounds", "reference_rounds"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not args.seconds > 0:
-        raise UsageError(f"--seconds must be positive, got {args.seconds}")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    with user_input():
+        for n in dict.fromkeys(args.n):  # the throughput runs use a dense W, the scale run a sparse one
+            check_memory(run_memory(seeds=args.seeds, workers=n, dim=THROUGHPUT["dim"], rank=THROUGHPUT["rank"],
+                                    batch=THROUGHPUT["batch"], tau=THROUGHPUT["tau"], rounds=10**6),
+                         what=f"the throughput run at N = {n}")
+        if not args.skip_scale:
+            check_memory(run_memory(seeds=1, workers=args.scale_n, dim=SCALE["dim"], rank=SCALE["rank"],
+                                    batch=SCALE["batch"], tau=SCALE["tau"], rounds=args.scale_rounds, sparse=True),
+                         what=f"the scale run at N = {args.scale_n}")
+
+
+def seconds_value(text: str) -> float:
+    """Seconds per timing: a finite number in (0, 600]."""
+    value = positive_float(text)
+    if value > 600:
+        raise argparse.ArgumentTypeError(f"must be at most 600 seconds per timing, got {text}")
+    return value
 
 
 # --------------------------------------------------------------------------- timing
