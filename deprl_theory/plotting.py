@@ -430,123 +430,141 @@ def _speedup_curve(ax, result, color, label: str) -> None:
     ax.plot(np.array(ns)[ext], ys[ext], "o", color=color, mfc="white", ms=3.5)
 
 
+def _fig_rate(report):
+    plt = pyplot()
+    main = report.speedup["deprl/exponential"]
+    table, fit = main.tables["G"], main.fits["G"].fit
+    fig, ax = plt.subplots(figsize=(COLUMN, 2.6))
+    ns = sorted({n for n, _ in table})
+    for n, col in zip(ns, _colors(len(ns))):
+        ks = sorted(k for m, k in table if m == n)
+        band(ax, ks, np.array([table[(n, k)] for k in ks]), color=col, label=f"N = {n}")
+        if fit is not None:
+            kk = np.geomspace(min(ks), max(ks), 30)
+            ax.plot(kk, np.exp(fit.intercept) * n ** fit.e_N * kk ** fit.e_K, "--", color=col, lw=0.9)
+    _loglog(ax, "rounds K", r"$\bar G_K$")
+    ax.legend(ncol=2, fontsize=6)
+    return fig
+
+
+def _fig_collapse(report):
+    plt = pyplot()
+    main = report.speedup["deprl/exponential"]
+    table = main.tables["G"]
+    fig, ax = plt.subplots(figsize=(COLUMN, 2.6))
+    ns = sorted({n for n, _ in table})
+    for n, col in zip(ns, _colors(len(ns))):
+        ks = sorted(k for m, k in table if m == n)
+        band(ax, n * np.array(ks), np.array([table[(n, k)] for k in ks]), color=col, label=f"N = {n}")
+    nk = np.array([n * k for n, k in table])
+    xx = np.geomspace(nk.min(), nk.max(), 30)
+    eps = main.k_eps["G"].eps
+    ax.plot(xx, eps * np.sqrt(np.exp(np.mean(np.log(nk))) / xx), "k:", lw=1, label=r"$\propto (NK)^{-1/2}$")
+    _loglog(ax, "N K (worker-rounds)", r"$\bar G_K$")
+    ax.legend(ncol=2, fontsize=6)
+    return fig
+
+
+def _fig_topologies(report):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(COLUMN, 2.6))
+    for name, col in zip(_TOPOLOGY_ORDER, _colors(len(_TOPOLOGY_ORDER))):
+        if name in report.speedup:
+            res = report.speedup[name]
+            _speedup_curve(ax, res, col, name.split("/")[1])
+            n0 = min(res.study.n)
+            ax.plot(res.study.n, [n / n0 for n in res.study.n], ":", color=col, lw=0.9)
+    _loglog(ax, "workers N", r"$S(N) = K_\varepsilon(N_{min})/K_\varepsilon(N)$", plain="xy")
+    ax.set_title("dotted: ideal N / N_min; hollow: K_eps extrapolated", fontsize=6.5)
+    ax.legend(fontsize=6)
+    return fig
+
+
+def _fig_algorithms(report):
+    plt = pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(FULL, 2.6))
+    for name, col in zip(_ALGORITHM_ORDER, _colors(len(_ALGORITHM_ORDER))):
+        if name not in report.speedup:
+            continue
+        res = report.speedup[name]
+        tab, n_max = res.tables["G"], max(res.study.n)
+        ks = sorted(k for m, k in tab if m == n_max)
+        band(ax1, ks, np.array([tab[(n_max, k)] for k in ks]), color=col, label=name.split("/")[0])
+        _speedup_curve(ax2, res, col, name.split("/")[0])
+    n_all = report.speedup["deprl/exponential"].study.n
+    ax2.plot(n_all, [n / min(n_all) for n in n_all], "k:", lw=0.9, label="ideal")
+    _loglog(ax1, "rounds K", rf"$\bar G_K$ at N = {max(n_all)}")
+    _loglog(ax2, "workers N", r"$S(N)$", plain="xy")
+    ax1.legend(fontsize=6)
+    ax2.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def _fig_spectral(report):
+    plt = pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(FULL, 2.6))
+    c = report.consensus
+    pts = sorted((r for r in c.gaps if r["in_fit"]), key=lambda r: r["x"])
+    band(ax1, [r["x"] for r in pts], np.array([r["Cbar_seeds"] for r in pts]), color=PALETTE[0],
+         label="exact-gap family")
+    for j, t in enumerate(c.topologies):
+        if t["x"] and t["x"] > 0 and t["Cbar"] > 0:
+            ax1.plot([t["x"]], [t["Cbar"]], "s", ms=4, color=PALETTE[(j + 1) % len(PALETTE)], label=t["topology"])
+    _loglog(ax1, r"$\rho/(1-\rho)$", rf"$\bar C_K$ (N = {c.study.n}, K = {c.study.rounds[-1]})")
+    ax1.legend(fontsize=5.5, ncol=2)
+    law = report.law
+    lns = sorted({p["N"] for p in law.points if not p["held_out"]})
+    for n, col in zip(lns, _colors(len(lns))):
+        pp = [p for p in law.points if p["N"] == n and not p["held_out"] and p["K0"] is not None]
+        ax2.plot([1 / p["gap"] for p in pp], [p["K0"] for p in pp], "o", ms=3.5, color=col, label=f"N = {n}")
+        if law.fit is not None and pp:
+            xs = np.geomspace(min(1 / p["gap"] for p in pp), max(1 / p["gap"] for p in pp), 20)
+            ax2.plot(xs, [law.fit.predict({"N": n, "1/(1-rho)": v}).value for v in xs], "--", color=col, lw=0.9)
+    for h in law.held_out:
+        if h["measured_K0"] is not None:
+            ax2.plot([1 / h["gap"]], [h["measured_K0"]], "*", color="black", ms=7, label=f"held out (N = {h['N']})")
+    _loglog(ax2, r"$1/(1-\rho)$", r"measured transient $K_0$")
+    ax2.legend(fontsize=5.5)
+    fig.tight_layout()
+    return fig
+
+
+def _fig_bound(report):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(COLUMN, 2.6))
+    b = report.bound
+    gaps = b.study.graph_gaps
+    markers = dict(zip(gaps, "osd^v<>"))
+    colors = _colors(len(b.study.n))
+    for n, col in zip(b.study.n, colors):
+        for g in gaps:
+            pts = sorted((p for p in b.points if p.N == n and p.gap == g), key=lambda p: p.K)
+            if not pts:
+                continue
+            ax.plot([p.K for p in pts], [1 / p.ratio for p in pts], "-", color=col, lw=0.8)
+            for p in pts:
+                ax.plot([p.K], [1 / p.ratio], markers[g], color=col, ms=3.5, mfc=col if p.label == "holds" else "white")
+    ax.axhline(1.0, color="black", lw=0.8)
+    _loglog(ax, "rounds K", "measured / bound")
+    handles = [plt.Line2D([], [], color=col, label=f"N = {n}") for n, col in zip(b.study.n, colors)]
+    handles += [plt.Line2D([], [], color="gray", linestyle="none", marker=markers[g],
+                           label=f"g = {g:g}" if g is not None else b.study.topology) for g in gaps]
+    ax.legend(handles=handles, fontsize=5.5, ncol=2)
+    ax.set_title("filled: in scope; hollow: a condition fails", fontsize=6.5)
+    return fig
+
+
+#: the paper kit's figures, in the order of the report
+_REPORT_FIGURES = {"rate": _fig_rate, "collapse": _fig_collapse, "topologies": _fig_topologies,
+                   "algorithms": _fig_algorithms, "spectral": _fig_spectral, "bound": _fig_bound}
+
+
 def report_figures(report) -> dict:
     """The six figures of the paper kit, drawn from a :class:`~deprl_theory.experiments.report.ReportResult`.
 
     Column-wide (3.3 in) or full-width (6.9 in), one style. Returns name -> Figure:
     ``rate``, ``collapse``, ``topologies``, ``algorithms``, ``spectral``, ``bound``.
     """
-    plt = pyplot()
-    main = report.speedup["deprl/exponential"]
-    figs = {}
     with paper_style():
-        # 1. Gbar vs K per N with the fitted lines
-        fig, ax = plt.subplots(figsize=(COLUMN, 2.6))
-        table, fit = main.tables["G"], main.fits["G"].fit
-        ns = sorted({n for n, _ in table})
-        for n, col in zip(ns, _colors(len(ns))):
-            ks = sorted(k for m, k in table if m == n)
-            band(ax, ks, np.array([table[(n, k)] for k in ks]), color=col, label=f"N = {n}")
-            if fit is not None:
-                kk = np.geomspace(min(ks), max(ks), 30)
-                ax.plot(kk, np.exp(fit.intercept) * n ** fit.e_N * kk ** fit.e_K, "--", color=col, lw=0.9)
-        _loglog(ax, "rounds K", r"$\bar G_K$")
-        ax.legend(ncol=2, fontsize=6)
-        figs["rate"] = fig
-
-        # 2. the data collapse against N K
-        fig, ax = plt.subplots(figsize=(COLUMN, 2.6))
-        for n, col in zip(ns, _colors(len(ns))):
-            ks = sorted(k for m, k in table if m == n)
-            band(ax, n * np.array(ks), np.array([table[(n, k)] for k in ks]), color=col, label=f"N = {n}")
-        nk = np.array([n * k for n, k in table])
-        xx = np.geomspace(nk.min(), nk.max(), 30)
-        eps = main.k_eps["G"].eps
-        ax.plot(xx, eps * np.sqrt(np.exp(np.mean(np.log(nk))) / xx), "k:", lw=1, label=r"$\propto (NK)^{-1/2}$")
-        _loglog(ax, "N K (worker-rounds)", r"$\bar G_K$")
-        ax.legend(ncol=2, fontsize=6)
-        figs["collapse"] = fig
-
-        # 3. S(N) for four topologies against the ideal line
-        fig, ax = plt.subplots(figsize=(COLUMN, 2.6))
-        for name, col in zip(_TOPOLOGY_ORDER, _colors(len(_TOPOLOGY_ORDER))):
-            if name in report.speedup:
-                res = report.speedup[name]
-                _speedup_curve(ax, res, col, name.split("/")[1])
-                n0 = min(res.study.n)
-                ax.plot(res.study.n, [n / n0 for n in res.study.n], ":", color=col, lw=0.9)
-        _loglog(ax, "workers N", r"$S(N) = K_\varepsilon(N_{min})/K_\varepsilon(N)$", plain="xy")
-        ax.set_title("dotted: ideal N / N_min; hollow: K_eps extrapolated", fontsize=6.5)
-        ax.legend(fontsize=6)
-        figs["topologies"] = fig
-
-        # 4. the algorithms side by side: Gbar vs K at the largest N, and S(N)
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(FULL, 2.6))
-        for name, col in zip(_ALGORITHM_ORDER, _colors(len(_ALGORITHM_ORDER))):
-            if name not in report.speedup:
-                continue
-            res = report.speedup[name]
-            tab, n_max = res.tables["G"], max(res.study.n)
-            ks = sorted(k for m, k in tab if m == n_max)
-            band(ax1, ks, np.array([tab[(n_max, k)] for k in ks]), color=col, label=name.split("/")[0])
-            _speedup_curve(ax2, res, col, name.split("/")[0])
-        n_all = report.speedup["deprl/exponential"].study.n
-        ax2.plot(n_all, [n / min(n_all) for n in n_all], "k:", lw=0.9, label="ideal")
-        _loglog(ax1, "rounds K", rf"$\bar G_K$ at N = {max(n_all)}")
-        _loglog(ax2, "workers N", r"$S(N)$", plain="xy")
-        ax1.legend(fontsize=6)
-        ax2.legend(fontsize=6)
-        fig.tight_layout()
-        figs["algorithms"] = fig
-
-        # 5. consensus error against rho/(1-rho), and the measured transient against the gap
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(FULL, 2.6))
-        c = report.consensus
-        pts = sorted((r for r in c.gaps if r["in_fit"]), key=lambda r: r["x"])
-        band(ax1, [r["x"] for r in pts], np.array([r["Cbar_seeds"] for r in pts]), color=PALETTE[0],
-             label="exact-gap family")
-        for j, t in enumerate(c.topologies):
-            if t["x"] and t["x"] > 0 and t["Cbar"] > 0:
-                ax1.plot([t["x"]], [t["Cbar"]], "s", ms=4, color=PALETTE[(j + 1) % len(PALETTE)],
-                         label=t["topology"])
-        _loglog(ax1, r"$\rho/(1-\rho)$", rf"$\bar C_K$ (N = {c.study.n}, K = {c.study.rounds[-1]})")
-        ax1.legend(fontsize=5.5, ncol=2)
-        law = report.law
-        lns = sorted({p["N"] for p in law.points if not p["held_out"]})
-        for n, col in zip(lns, _colors(len(lns))):
-            pp = [p for p in law.points if p["N"] == n and not p["held_out"] and p["K0"] is not None]
-            ax2.plot([1 / p["gap"] for p in pp], [p["K0"] for p in pp], "o", ms=3.5, color=col, label=f"N = {n}")
-            if law.fit is not None and pp:
-                xs = np.geomspace(min(1 / p["gap"] for p in pp), max(1 / p["gap"] for p in pp), 20)
-                ax2.plot(xs, [law.fit.predict({"N": n, "1/(1-rho)": v}).value for v in xs], "--", color=col, lw=0.9)
-        for h in law.held_out:
-            if h["measured_K0"] is not None:
-                ax2.plot([1 / h["gap"]], [h["measured_K0"]], "*", color="black", ms=7, label=f"held out (N = {h['N']})")
-        _loglog(ax2, r"$1/(1-\rho)$", r"measured transient $K_0$")
-        ax2.legend(fontsize=5.5)
-        fig.tight_layout()
-        figs["spectral"] = fig
-
-        # 6. measured / bound over the grid
-        fig, ax = plt.subplots(figsize=(COLUMN, 2.6))
-        b = report.bound
-        gaps = b.study.graph_gaps
-        markers = dict(zip(gaps, "osd^v<>"))
-        for n, col in zip(b.study.n, _colors(len(b.study.n))):
-            for g in gaps:
-                pts = sorted((p for p in b.points if p.N == n and p.gap == g), key=lambda p: p.K)
-                if not pts:
-                    continue
-                ax.plot([p.K for p in pts], [1 / p.ratio for p in pts], "-", color=col, lw=0.8)
-                for p in pts:
-                    ax.plot([p.K], [1 / p.ratio], markers[g], color=col, ms=3.5,
-                            mfc=col if p.label == "holds" else "white")
-        ax.axhline(1.0, color="black", lw=0.8)
-        _loglog(ax, "rounds K", "measured / bound")
-        handles = [plt.Line2D([], [], color=col, label=f"N = {n}") for n, col in zip(b.study.n, _colors(len(b.study.n)))]
-        handles += [plt.Line2D([], [], color="gray", linestyle="none", marker=markers[g],
-                               label=("g = " + f"{g:g}") if g is not None else b.study.topology) for g in gaps]
-        ax.legend(handles=handles, fontsize=5.5, ncol=2)
-        ax.set_title("filled: in scope; hollow: a condition fails", fontsize=6.5)
-        figs["bound"] = fig
-    return figs
+        return {name: draw(report) for name, draw in _REPORT_FIGURES.items()}
