@@ -11,8 +11,13 @@ default points are
 
 * the start (zero heads, shared ``B0``),
 * the heads fitted to ``B0`` (where the workers' representation gradients
-  first disagree: ``delta^2`` is zero at the start and at the solution) and
-* the solution (``B*``, the true heads ``w_i*``), which the iterates approach,
+  first disagree: ``delta^2`` is zero at the start and, for a realizable
+  problem, at the solution) and
+* the solution (``B*``, the true heads ``w_i*``), which the iterates approach;
+  for a misspecified problem (``true_rank > rank``) the truth is not in the
+  model class and this point is the best rank-r fit
+  (:func:`~deprl_theory.problems.best_rank_fit`), where the workers'
+  gradients cancel on average but not one by one: delta^2 > 0 persists there,
 
 and :func:`estimate_constants_along` adds the final iterates of a run.  The
 constants are therefore the right size for the trajectory, not certified
@@ -40,7 +45,8 @@ from typing import Any
 import numpy as np
 
 from ._rng import SeedLike, as_generator
-from .problems import Problem, labels, population_loss_and_grads, stochastic_gradients
+from .problems import (Problem, best_rank_fit, labels, optimal_heads, population_loss_and_grads,
+                       stochastic_gradients)
 
 __all__ = [
     "Constants",
@@ -135,7 +141,10 @@ def _check_theta(problem: Problem, theta: np.ndarray) -> np.ndarray:
 
 def _default_points(problem: Problem) -> list[tuple[str, np.ndarray, np.ndarray]]:
     start = ("start", np.zeros((problem.n_seeds, problem.n_workers, problem.rank)), problem.B0)
-    solution = ("solution", problem.heads_star, problem.B_star)
+    if problem.misspecified:  # no exact solution in the model class: its best rank-r fit instead
+        solution = ("best_rank_fit",) + best_rank_fit(problem)
+    else:
+        solution = ("solution", problem.heads_star, problem.B_star)
     return [start, ("fitted_heads", fitted_heads(problem, problem.B0), problem.B0), solution]
 
 
@@ -146,21 +155,9 @@ def fitted_heads(problem: Problem, B: np.ndarray) -> np.ndarray:
     ``(fitted_heads(B0), B0)`` is a point the algorithm passes early; unlike the
     start (zero heads) and the solution (zero gradients) the workers'
     representation gradients there differ, which is what ``delta^2`` measures.
+    (:func:`deprl_theory.problems.optimal_heads`.)
     """
-    B = np.asarray(B, dtype=float)
-    if problem.kind == "linear":
-        SB = problem.covariance @ B  # (S, d, r)
-        gram = np.swapaxes(B, -1, -2) @ SB  # (S, r, r)
-        rhs = np.einsum("sdr,snd->snr", SB, problem.targets)
-        return np.linalg.solve(gram[:, None], rhs[..., None])[..., 0]
-    from .problems import ACTIVATIONS
-
-    act, _ = ACTIVATIONS[problem.activation]
-    feats = act(problem.X_eval @ B[:, None])  # (S, N, m, r)
-    gram = np.swapaxes(feats, -1, -2) @ feats
-    rhs = np.einsum("snmr,snm->snr", feats, problem.eval_targets)
-    ridge = 1e-10 * np.eye(problem.rank)
-    return np.linalg.solve(gram + ridge, rhs[..., None])[..., 0]
+    return optimal_heads(problem, B)
 
 
 # --------------------------------------------------------------------------- smoothness
@@ -322,11 +319,16 @@ def initial_gap(problem: Problem) -> np.ndarray:
 
     ``F*`` is the noise floor ``noise^2 / 2``, reached by the true model (exact
     for the linear problem; the nonlinear excess is measured against the
-    noise-free labels of the evaluation sample, so its floor is 0 too).
+    noise-free labels of the evaluation sample, so its floor is 0 too). For a
+    misspecified problem F* is the best rank-r fit's risk, the noise floor
+    plus :attr:`~deprl_theory.problems.Problem.approximation_error` (exact for
+    the linear problem); the nonlinear one's is not known, and the noise floor
+    stands in for it, which overstates Delta (the conservative side).
     """
     theta0 = np.zeros((problem.n_seeds, problem.n_workers, problem.rank))
     excess, _, _ = population_loss_and_grads(problem, theta0, problem.B0)
-    return excess.mean(axis=1)
+    floor = np.nan_to_num(problem.approximation_error, nan=0.0)
+    return excess.mean(axis=1) - floor
 
 
 # --------------------------------------------------------------------------- entry points
@@ -360,7 +362,8 @@ def estimate_constants(
         Monte Carlo for the nonlinear one; ``monte_carlo`` forces the
         numerical route (used to test the closed forms).
     include_defaults : bool
-        Also evaluate at the start and at the solution (default True).
+        Also evaluate at the start, the heads fitted to B0 and the solution (the best
+        rank-r fit for a misspecified problem) (default True).
 
     Returns
     -------
@@ -425,6 +428,10 @@ def estimate_constants(
     how["delta2"] = f"(1/N) sum_i ||grad_Phi F_i - grad_Phi F||^2 at the network-average B, exact gradients; max over iterates ({where})"
     how["Delta"] = ("F(start) - F*: mean excess risk at zero heads and B0 above the noise floor"
                     + (" (exact)" if problem.kind == "linear" else " (evaluation sample)"))
+    if problem.misspecified:
+        how["Delta"] += (" and above the best rank-r fit's approximation error (Eckart-Young, exact)"
+                         if problem.kind == "linear" else
+                         "; the best rank-r fit's risk is not known, so Delta is overstated by it")
     per_seed = {k: acc[k] for k in CONSTANT_NAMES}
     extra = {k: v for k, v in acc.items() if k not in per_seed}
     return Constants(per_seed=per_seed, how=how, points=tuple(n for n, _, _ in points), extra=extra)

@@ -16,6 +16,14 @@ Two problems, one model form ``prediction = head(theta_i, phi(x; B))``:
 
 Loss is the squared error ``0.5 (prediction - y)^2``, so the noise floor of the
 personalized risk is ``noise**2 / 2``.
+
+Realizable or misspecified: the truth has rank ``true_rank`` (B* is d x r_true,
+w_i* in R^r_true), the model rank ``rank`` (the engine's B is d x r, theta_i in
+R^r). By default they are equal (realizable: the model holds the truth, every
+worker's gradient vanishes there and the heterogeneity delta^2 is 0 at the
+solution). With ``true_rank > rank`` no model fits every worker: the workers'
+representation gradients disagree even at the best rank-r fit, so delta^2 > 0
+persists (:func:`best_rank_fit`, :attr:`Problem.approximation_error`).
 """
 from __future__ import annotations
 
@@ -44,6 +52,8 @@ __all__ = [
     "projection_factor",
     "projected_minibatch",
     "population_metrics",
+    "best_rank_fit",
+    "optimal_heads",
     "linear_stationarity",
     "population_loss_and_grads",
     "subspace_distance",
@@ -92,12 +102,14 @@ class Problem:
     Attributes
     ----------
     kind : {"linear", "nonlinear"}
-    B_star : ndarray, shape (S, d, r)
-        True representation, orthonormal columns.
-    heads_star : ndarray, shape (S, N, r)
+    B_star : ndarray, shape (S, d, r_true)
+        True representation, orthonormal columns (r_true = r unless the model
+        is misspecified, see :func:`make_problem`).
+    heads_star : ndarray, shape (S, N, r_true)
         True personal heads w_i*.
     B0 : ndarray, shape (S, d, r)
         Shared starting representation (random orthonormal); heads start at 0.
+        Its rank r is the model's (:attr:`rank`).
     noise : float
         Standard deviation of the label noise.
     batch : int
@@ -135,7 +147,18 @@ class Problem:
 
     @property
     def rank(self) -> int:
+        """The model's rank r: the shape of every representation (d, r) and head (r,) the engine updates."""
+        return self.B0.shape[2]
+
+    @property
+    def true_rank(self) -> int:
+        """The truth's rank r_true (>= r): the columns of B* and the length of the true heads."""
         return self.B_star.shape[2]
+
+    @property
+    def misspecified(self) -> bool:
+        """True when the truth's rank exceeds the model's: no model fits every worker exactly."""
+        return self.true_rank > self.rank
 
     # The derived arrays below are cached (the engine reads them every round) and
     # read-only. A Problem is immutable by contract (dataclasses.replace makes a
@@ -151,6 +174,23 @@ class Problem:
     def noise_floor(self) -> float:
         """Population risk of the true model: noise**2 / 2."""
         return 0.5 * self.noise**2
+
+    @cached_property
+    def approximation_error(self) -> np.ndarray:
+        """Excess risk of the best rank-r model above the noise floor, mean over workers, per seed (S,).
+
+        0 for a realizable problem. Misspecified linear problem: exact, by
+        Eckart-Young (see :func:`best_rank_fit`). Misspecified nonlinear
+        problem: not known in closed form (the best fit is a non-convex
+        problem), so NaN; the risk of :func:`best_rank_fit`'s point is an
+        upper bound.
+        """
+        S = self.n_seeds
+        if not self.misspecified:
+            return _read_only(np.zeros(S))
+        if self.kind != "linear":
+            return _read_only(np.full(S, np.nan))
+        return _read_only(0.5 * _whitened_target_spectrum(self)[1][:, self.rank:].sum(axis=1) / self.n_workers)
 
     @cached_property
     def targets(self) -> np.ndarray:
@@ -236,6 +276,7 @@ def make_problem(
     *,
     dim: int = 20,
     rank: int = 3,
+    true_rank: int | None = None,
     noise: float = 1.0,
     batch: int = 10,
     heterogeneity: float = 1.0,
@@ -257,15 +298,22 @@ def make_problem(
     n_workers : int
         Number of workers N (>= 1).
     dim, rank : int
-        Input dimension d and representation rank r (1 <= r <= d).
+        Input dimension d and the model's representation rank r (1 <= r <= d).
+    true_rank : int, optional
+        Rank r_true of the truth: B* is d x r_true and the true heads lie in
+        R^r_true. None (default): r_true = r, a realizable problem.
+        ``r < r_true <= d``: a misspecified model, whose workers' representation
+        gradients disagree even at the best rank-r fit (delta^2 > 0 there).
+        Everything about the heads below (their spread, mean, clusters, the
+        balanced design) then lives in r_true dimensions.
     noise : float
         Label-noise standard deviation s (>= 0).
     batch : int
         Minibatch size b.
     heterogeneity : float
         Spread of the true heads: w_i* = head_mean + heterogeneity * z_i,
-        z_i ~ N(0, I_r). 0 makes every worker's task identical.
-    head_mean : float or array (r,)
+        z_i ~ N(0, I_r_true). 0 makes every worker's task identical.
+    head_mean : float or array (r_true,)
         Common part of the true heads.
     clusters : int, optional
         If given, the heads form this many clusters: each cluster centre is
@@ -273,10 +321,10 @@ def make_problem(
         ``cluster_spread * z_i``; worker i belongs to cluster ``i % clusters``.
     heads : {"balanced", "iid"}
         How the head draws z are used. ``"iid"``: as drawn. ``"balanced"``:
-        whitened so that (1/N) sum_i z_i z_i^T = I_r exactly (with clusters:
+        whitened so that (1/N) sum_i z_i z_i^T = I_r_true exactly (with clusters:
         the cluster centres' draws, over the clusters), so every instance has
         the same task diversity (1/N) sum_i (w_i* - head_mean)(w_i* - head_mean)^T
-        = heterogeneity^2 I_r whatever N. Needs N >= r (clusters >= r).
+        = heterogeneity^2 I_r_true whatever N. Needs N >= r_true (clusters >= r_true).
         With iid heads the smallest eigenvalue of that matrix depends on N
         (near 0 at N = 4, r = 3), which confounds N with problem difficulty.
     activation : {"tanh", "sigmoid", "relu"}
@@ -298,13 +346,17 @@ def make_problem(
     Within one seed the draws come in a fixed order: B*, B0, heads. A
     Generator draws normals sequentially, so the heads of the first N workers
     are the same whatever the total number of workers (common random numbers
-    across the N of a sweep).
+    across the N of a sweep). A realizable problem draws exactly what it drew
+    before ``true_rank`` existed.
 
     Examples
     --------
     >>> p = make_problem("linear", 4, dim=6, rank=2, n_seeds=3, seed=0)
     >>> p.B_star.shape, p.heads_star.shape
     ((3, 6, 2), (3, 4, 2))
+    >>> q = make_problem("linear", 4, dim=6, rank=2, true_rank=4, n_seeds=3, seed=0)
+    >>> q.B_star.shape, q.heads_star.shape, q.B0.shape, q.rank, q.true_rank
+    ((3, 6, 4), (3, 4, 4), (3, 6, 2), 2, 4)
     """
     if kind not in ("linear", "nonlinear"):
         raise ValueError(f"unknown problem kind {kind!r}; choose 'linear' or 'nonlinear'")
@@ -314,6 +366,15 @@ def make_problem(
     batch = _check_positive_int("batch", batch)
     if rank > dim:
         raise ValueError(f"rank ({rank}) cannot exceed dim ({dim})")
+    if true_rank is None:
+        true_rank = rank
+    else:
+        true_rank = _check_positive_int("true_rank", true_rank)
+        if true_rank <= rank:
+            raise ValueError(f"true_rank ({true_rank}) must exceed rank ({rank}) (a misspecified model); "
+                             "leave it out for a realizable problem")
+        if true_rank > dim:
+            raise ValueError(f"true_rank ({true_rank}) cannot exceed dim ({dim})")
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be a finite number >= 0, got {noise}")
     if not np.isfinite(heterogeneity) or heterogeneity < 0:
@@ -326,9 +387,10 @@ def make_problem(
         raise ValueError(f"unknown heads design {heads!r}; choose from {', '.join(HEAD_DESIGNS)}")
     if heads == "balanced":
         groups = n_workers if clusters is None else clusters
-        if groups < rank:
+        if groups < true_rank:
             what = f"N = {n_workers} workers" if clusters is None else f"{clusters} clusters"
-            raise ValueError(f"balanced heads need at least r = {rank} draws to whiten, got {what}; "
+            which = "r" if true_rank == rank else "the true rank"
+            raise ValueError(f"balanced heads need at least {which} = {true_rank} draws to whiten, got {what}; "
                              "use heads='iid' or a smaller rank")
     cov_chol = None
     if covariance is not None:
@@ -341,28 +403,28 @@ def make_problem(
             cov_chol = np.linalg.cholesky(covariance)
         except np.linalg.LinAlgError:
             raise ValueError("covariance must be positive definite") from None
-    mean = np.broadcast_to(np.asarray(head_mean, dtype=float), (rank,))
+    mean = np.broadcast_to(np.asarray(head_mean, dtype=float), (true_rank,))
 
     rngs = seed_generators(seed, n_seeds, "problem")
     S = len(rngs)
-    B_star = np.empty((S, dim, rank))
+    B_star = np.empty((S, dim, true_rank))
     B0 = np.empty((S, dim, rank))
-    heads_s = np.empty((S, n_workers, rank))
+    heads_s = np.empty((S, n_workers, true_rank))
     X_eval = None
     if kind == "nonlinear":
         n_eval = _check_positive_int("n_eval", n_eval)
         X_eval = np.empty((S, n_workers, n_eval, dim))
     for s, rng in enumerate(rngs):  # setup only: the hot path never loops over seeds
-        B_star[s] = _random_orthonormal(rng, dim, rank)
+        B_star[s] = _random_orthonormal(rng, dim, true_rank)
         B0[s] = _random_orthonormal(rng, dim, rank)
         if clusters is None:
-            z = rng.standard_normal((n_workers, rank))
+            z = rng.standard_normal((n_workers, true_rank))
             heads_s[s] = mean + heterogeneity * (whiten(z) if heads == "balanced" else z)
         else:
-            z = rng.standard_normal((clusters, rank))
+            z = rng.standard_normal((clusters, true_rank))
             centres = mean + heterogeneity * (whiten(z) if heads == "balanced" else z)
             heads_s[s] = centres[np.arange(n_workers) % clusters] + cluster_spread * rng.standard_normal(
-                (n_workers, rank)
+                (n_workers, true_rank)
             )
         if X_eval is not None:
             X_eval[s] = rng.standard_normal((n_workers, n_eval, dim))
@@ -374,6 +436,8 @@ def make_problem(
         activation=activation if kind == "nonlinear" else "identity",
         n_eval=n_eval if kind == "nonlinear" else None,
     )
+    if true_rank != rank:  # realizable problems keep the settings they always had
+        settings["true_rank"] = true_rank
     return Problem(
         kind=kind, B_star=B_star, heads_star=heads_s, B0=B0, noise=float(noise), batch=batch,
         cov_chol=cov_chol, activation=settings["activation"], X_eval=X_eval, settings=settings,
@@ -411,8 +475,8 @@ def minibatch_features(
     Within a round the representation is frozen during the head steps and the
     representation step is taken at the same ``B``, so every minibatch of the
     round can be featurized at once. One product ``X @ [B | B* w*]`` (linear)
-    or ``X @ [B | B*]`` (nonlinear) gives the model's pre-activations and the
-    clean labels in a single pass over the inputs.
+    or ``X @ [B | B*]`` (nonlinear; B* has r_true columns) gives the model's
+    pre-activations and the clean labels in a single pass over the inputs.
 
     Parameters
     ----------
@@ -430,7 +494,8 @@ def minibatch_features(
         clean = Z[..., r]
     else:
         act, _ = ACTIVATIONS[problem.activation]
-        both = np.concatenate((B, np.broadcast_to(problem.B_star[:, None], B.shape)), axis=-1)
+        truth = np.broadcast_to(problem.B_star[:, None], B.shape[:-1] + (problem.true_rank,))
+        both = np.concatenate((B, truth), axis=-1)
         Z = X @ both[:, None]
         pre = Z[..., :r]
         feats = act(pre)
@@ -497,11 +562,12 @@ def projection_width(problem: Problem) -> int:
     """Standard normals per sample of a projected head-step minibatch.
 
     ``r + 1`` for the linear problem (the features z = B_i^T x and the noisy
-    label, whose noise merges into one Gaussian coordinate), ``2 r + 1`` for the
-    nonlinear one (z, the true projections w = B*^T x, and the label noise, which
-    is added after the activation and so stays a coordinate of its own).
+    label, whose noise merges into one Gaussian coordinate), ``r + r_true + 1``
+    for the nonlinear one (z, the true projections w = B*^T x, r_true of them,
+    and the label noise, which is added after the activation and so stays a
+    coordinate of its own): ``2 r + 1`` for a realizable problem.
     """
-    return problem.rank + 1 if problem.kind == "linear" else 2 * problem.rank + 1
+    return problem.rank + 1 if problem.kind == "linear" else problem.rank + problem.true_rank + 1
 
 
 # A pivot of B^T Sigma B at or below this fraction of its diagonal entry is taken as 0:
@@ -596,7 +662,7 @@ def projection_factor(problem: Problem, B: np.ndarray) -> np.ndarray:
 
     * linear: ``p = (z, y)``, z = B_i^T x (r) and the noisy label
       y = t_i^T x + noise * eps, t_i = B* w_i*;
-    * nonlinear: ``p = (z, w, noise * eps)``, w = B*^T x (r); the label is
+    * nonlinear: ``p = (z, w, noise * eps)``, w = B*^T x (r_true); the label is
       w_i*^T act(w) + noise * eps.
 
     L L^T is the covariance of p, with blocks A = B^T Sigma B, C = B^T Sigma T
@@ -628,7 +694,7 @@ def projection_factor(problem: Problem, B: np.ndarray) -> np.ndarray:
         B = problem.cov_chol.T @ B
     if problem.kind == "linear":
         return _linear_factor(B, problem)
-    T = np.broadcast_to(problem.B_star[:, None], B.shape)
+    T = np.broadcast_to(problem.B_star[:, None], B.shape[:-1] + (problem.true_rank,))
     if problem.cov_chol is not None:
         T = problem.cov_chol.T @ T
     return _regression_factor(B, T, problem.noise, merge_noise=False)
@@ -767,8 +833,9 @@ def projected_minibatch(
     if problem.kind == "linear":
         return pre, pre, Pj[..., r]
     act, _ = ACTIVATIONS[problem.activation]
-    clean = (act(Pj[..., r:2 * r]) @ _per_worker(problem.heads_star[..., None], H.ndim - 4))[..., 0]
-    return act(pre), pre, clean + Pj[..., 2 * r]
+    w_end = r + problem.true_rank  # w = B*^T x: the r_true coordinates after z, then the noise
+    clean = (act(Pj[..., r:w_end]) @ _per_worker(problem.heads_star[..., None], H.ndim - 4))[..., 0]
+    return act(pre), pre, clean + Pj[..., w_end]
 
 
 # --------------------------------------------------------------------------
@@ -814,10 +881,20 @@ def population_loss_and_grads(
 
 
 def subspace_distance(B: np.ndarray, B_star: np.ndarray) -> np.ndarray:
-    """Sine of the largest principal angle between span(B) and span(B*).
+    """Sine of the largest principal angle between span(B) and span(B*), measured from the model's side.
 
-    ``B`` (S, d, r), ``B_star`` (S, d, r) with orthonormal columns; returns (S,).
-    0 means the same subspace, 1 an orthogonal direction.
+    ``B`` (S, d, r), ``B_star`` (S, d, r_true) with orthonormal columns,
+    r <= r_true; returns (S,). The r principal angles between the two
+    subspaces have cosines the singular values of B*^T Q (Q an orthonormal
+    basis of span(B)); the largest angle's sine is ``||(I - B* B*^T) Q||_2``,
+    how far the model's subspace reaches outside the truth's. For r = r_true
+    this is the usual distance (0: the same subspace, 1: an orthogonal
+    direction). For r < r_true (a misspecified model) it is 0 exactly when
+    span(B) lies inside span(B*), which is where every best rank-r fit of
+    the linear problem lies (:func:`best_rank_fit`): the angle between span(B)
+    and its best r-dimensional fit inside span(B*) (the projection of span(B)
+    onto span(B*)). It does not ask the model to hold all of span(B*), which
+    no rank-r model can.
     """
     out = np.full(B.shape[0], np.nan)
     ok = np.isfinite(B).all(axis=(1, 2))  # a diverged seed has no subspace
@@ -827,6 +904,65 @@ def subspace_distance(B: np.ndarray, B_star: np.ndarray) -> np.ndarray:
         smallest = np.clip(cosines[..., -1], 0.0, 1.0)
         out[ok] = np.sqrt(np.clip(1.0 - smallest**2, 0.0, 1.0))
     return out
+
+
+def _whitened_target_spectrum(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """Left singular vectors (S, d, d') and squared singular values (S, d') of K^T T, T = [t_1 .. t_N] (d x N).
+
+    ``K`` is the Cholesky factor of Sigma (identity by default), so that the
+    Sigma-weighted risk of the linear problem is a Frobenius norm:
+    sum_i ||B theta_i - t_i||_Sigma^2 = ||K^T B Theta^T - K^T T||_F^2.
+    """
+    T = np.swapaxes(problem.targets, -1, -2)  # (S, d, N)
+    if problem.cov_chol is not None:
+        T = problem.cov_chol.T @ T
+    U, sv, _ = np.linalg.svd(T, full_matrices=False)
+    return U, sv**2
+
+
+def optimal_heads(problem: Problem, B: np.ndarray) -> np.ndarray:
+    """Population-optimal heads (S, N, r) for a fixed shared representation ``B`` (S, d, r), per worker.
+
+    Least squares of each worker's clean labels on the features: exact for the
+    linear problem, on the evaluation sample for the nonlinear one.
+    """
+    B = np.asarray(B, dtype=float)
+    if problem.kind == "linear":
+        SB = problem.covariance @ B  # (S, d, r)
+        gram = np.swapaxes(B, -1, -2) @ SB  # (S, r, r)
+        rhs = np.einsum("sdr,snd->snr", SB, problem.targets)
+        return np.linalg.solve(gram[:, None], rhs[..., None])[..., 0]
+    act, _ = ACTIVATIONS[problem.activation]
+    feats = act(problem.X_eval @ B[:, None])  # (S, N, m, r)
+    gram = np.swapaxes(feats, -1, -2) @ feats
+    rhs = np.einsum("snmr,snm->snr", feats, problem.eval_targets)
+    ridge = 1e-10 * np.eye(B.shape[-1])
+    return np.linalg.solve(gram + ridge, rhs[..., None])[..., 0]
+
+
+def best_rank_fit(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """The best model of the model class: heads (S, N, r) and a shared representation (S, d, r).
+
+    Realizable problem: the truth itself, (w_i*, B*). Misspecified linear
+    problem: the mean risk (1/(2N)) ||K^T B Theta^T - K^T T||_F^2 over rank-r
+    products is minimised by the top r left singular vectors U_r of K^T T
+    (Eckart-Young), so span(B) = span(K^{-T} U_r), which lies inside
+    span(B*) when Sigma = I; B is that span's orthonormal basis and the heads
+    are :func:`optimal_heads`. Its excess risk is
+    :attr:`Problem.approximation_error`. Where singular values tie (balanced
+    heads with head_mean 0 give equal ones) every r of them is a best fit;
+    this is one of them. Misspecified nonlinear problem: the same construction
+    from the linear targets B* w_i* (the nonlinear best fit is a non-convex
+    problem), with heads fitted on the evaluation sample: a point near the
+    best fit, not certified to be it.
+    """
+    if not problem.misspecified:
+        return problem.heads_star.copy(), problem.B_star.copy()
+    U = _whitened_target_spectrum(problem)[0][..., :problem.rank]
+    B = U if problem.cov_chol is None else np.linalg.solve(np.swapaxes(problem.cov_chol, -1, -2), U)
+    B, upper = np.linalg.qr(B)
+    B = B * np.sign(np.diagonal(upper, axis1=-2, axis2=-1))[:, None, :]  # a fixed basis: no QR sign ambiguity
+    return optimal_heads(problem, B), B
 
 
 def _average_and_consensus(B: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -885,8 +1021,12 @@ def population_metrics(
     C   = mean_i ||Phi_i - phibar||_F^2            consensus error
     G   = R + H / N                                full stationarity of F
     and, with ``ground_truth``: ``subspace`` (principal-angle distance of
-    span(phibar) to span(B*)) and ``excess_risk`` (mean over workers of the
-    personalized population risk of (theta_i, Phi_i) above the noise floor).
+    span(phibar) to span(B*), :func:`subspace_distance`) and ``excess_risk``
+    (mean over workers of the personalized population risk of
+    (theta_i, Phi_i) above the noise floor). For a misspecified problem
+    (``true_rank > rank``) the excess risk keeps this definition, so it stays
+    comparable with the realizable problem's; it no longer tends to 0 but to
+    at least :attr:`Problem.approximation_error`, the best rank-r fit's.
     """
     S, N = theta.shape[:2]
     if problem.kind == "linear":

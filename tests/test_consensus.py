@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from deprl_theory.experiments.consensus import (ConsensusPoint, ConsensusStudy, compare_predictors, consensus_slope,
-                                                lemma_check, slope_tightness)
+from deprl_theory.experiments.consensus import (LINEARIZED_FLOOR, ConsensusPoint, ConsensusStudy, analyse_consensus,
+                                                compare_predictors, consensus_slope, lemma_check, linearized_regime,
+                                                local_slopes, run_consensus, slope_tightness)
 from deprl_theory.experiments.laws import SHAPE_WORDS
 from deprl_theory.graphs import mixing_matrix, mixing_rate, noise_spectral_sum
 
@@ -23,6 +24,88 @@ def test_consensus_slope_against_the_bounds_2_is_a_statement_about_tightness(pla
     verdict = slope_tightness(fit)
     assert verdict.word == word and verdict.label == f"{word} in rho"
     assert verdict.exponent == pytest.approx(fit.slope - 2)
+
+
+def _saturating(gaps, knee, seeds=8, noise=0.03, seed=0):
+    """Cbar that follows x^1.7 (x = rho/(1-rho)) up to the knee and grows as x^0.4 beyond it, per seed."""
+    rng = np.random.default_rng(seed)
+    rho = 1 - np.asarray(gaps)
+    x = rho / (1 - rho)
+    xk = (1 - knee) / knee
+    law = np.where(x <= xk, x ** 1.7, xk ** 1.7 * (x / xk) ** 0.4)
+    return rho, 1e-3 * law[:, None] * np.exp(noise * rng.standard_normal((len(gaps), seeds)))
+
+
+def test_local_slopes_show_where_the_linearized_law_stops():
+    """A law of slope 1.7 that saturates (slope 0.4) below g = 0.1: the local slopes show both regimes, the
+    break is put between the right pair of gaps, and a law that never saturates has no break."""
+    gaps = (0.5, 0.3, 0.18, 0.1, 0.056, 0.032, 0.018)
+    rho, cbar = _saturating(gaps, knee=0.1)
+    slopes = local_slopes(gaps, rho, cbar, n_boot=500)
+    assert [s.gaps for s in slopes] == list(zip(gaps[:-1], gaps[1:]))
+    for s in slopes[:3]:
+        assert s.slope == pytest.approx(1.7, abs=0.1) and s.ci.contains(s.slope)
+    for s in slopes[3:]:
+        assert s.slope == pytest.approx(0.4, abs=0.1) and s.ci.high < LINEARIZED_FLOOR
+    regime = linearized_regime(slopes)
+    assert regime.stops.gaps == (0.1, 0.056) and regime.gaps == (0.5, 0.3, 0.18, 0.1)
+    assert "stops applying between g = 0.1 and 0.056" in regime.statement
+    # one line through both regimes would say neither: 1.7 above the knee, 0.4 below
+    assert 0.6 < consensus_slope(rho, cbar, n_boot=200).slope < 1.4
+    never = linearized_regime(local_slopes(gaps, *_saturating(gaps, knee=1e-3), n_boot=500))
+    assert never.stops is None and never.gaps == gaps and "whole grid" in never.statement
+    # input order does not matter: the slopes run from the largest gap down
+    assert [s.gaps for s in local_slopes(gaps[::-1], rho[::-1], cbar[::-1], n_boot=100)] == [s.gaps for s in slopes]
+
+
+def _planted_records(study, law):
+    """Sweep records of ``study`` whose Cbar is ``law(gap, true_rank)`` per seed (every other metric 1)."""
+    recs = []
+    for params in study.cells():
+        rho = 0.0 if params["algorithm"] == "centralized" else (1 - params["gap"] if params["gap"] else 0.5)
+        for j in study.seed_list:
+            c = law(params["gap"] or 1.0, params.get("true_rank")) * (1 + 0.01 * j)
+            recs.append({"params": params, "seed": j, "result": {
+                "diverged": False, "rho": rho, "beta": 0.1,
+                "averages": {"R": 1.0, "H": 1.0, "C": c if params["algorithm"] == "deprl" else 0.0, "G": 1.0}}})
+    return recs
+
+
+def test_analysis_fits_the_linearized_regime_only_and_compares_with_the_realizable_problem():
+    """Planted records: a misspecified family 10x the realizable one that saturates below g = 0.1. The slope fit
+    uses the gaps above the break only, and the ratio rows carry the planted 10x."""
+    gaps = (0.5, 0.3, 0.18, 0.1, 0.05, 0.025)
+
+    def law(g, true_rank):
+        x = (1 - g) / g
+        xk = 9.0
+        c = x ** 1.7 if x <= xk else xk ** 1.7 * (x / xk) ** 0.3
+        return 1e-3 * c * (10.0 if true_rank else 1.0)
+
+    study = ConsensusStudy(8, gaps=gaps, topologies=(), rounds=(200,), seeds=3, cell={"true_rank": 5}, boot=200)
+    assert sum(c.get("true_rank") is None for c in study.cells()) == len(gaps)  # the realizable family
+    result = analyse_consensus(study, _planted_records(study, law))
+    assert result.regime.stops.gaps == (0.1, 0.05) and result.regime.gaps == (0.5, 0.3, 0.18, 0.1)
+    assert result.slope.slope == pytest.approx(1.7, abs=1e-6)
+    assert [r["ratio"] for r in result.realizable] == pytest.approx([10.0] * len(gaps))
+    d = result.as_dict()
+    assert d["linearized_regime"]["stops_between"] == [0.1, 0.05] and len(d["local_slopes"]) == len(gaps) - 1
+    assert d["settings"]["true_rank"] == 5
+    assert [r["in_linearized_regime"] for r in d["gaps"]] == [True] * 4 + [False] * 2
+
+
+def test_misspecified_consensus_error_exceeds_the_realizable_one(tmp_path):
+    """On the engine, a small grid (N = 8, K = 300, 3 seeds): a truth of rank 5 under the rank-3 model keeps
+    delta > 0 and its consensus error is several times the realizable problem's at every gap."""
+    from deprl_theory.sweep import SweepOptions
+
+    study = ConsensusStudy(8, gaps=(0.5, 0.15), topologies=(), rounds=(300,), seeds=3, cell={"true_rank": 5},
+                           boot=200)
+    result, _ = run_consensus(study, SweepOptions(out=tmp_path, executor="serial", progress=False))
+    assert len(result.realizable) == 2
+    for row in result.realizable:
+        assert row["ratio"] > 2 and row["ratio_ci"][0] > 1, row
+    assert result.constants["points"][-1] == "best_rank_fit"
 
 
 def test_consensus_slope_rejects_rho_outside_unit_interval():
@@ -117,11 +200,29 @@ def test_cli_json_carries_the_new_labels(cli, tmp_path):
     assert json.loads(again.stdout)["timings"]["computed"] == 0
 
 
+def test_cli_true_rank_end_to_end(cli, tmp_path):
+    """--true-rank: the local slopes, where the law stops, and the ratio to the realizable problem, printed and in
+    the JSON."""
+    args = ["--n", "8", "--gaps", "0.5", "0.15", "0.05", "--rounds", "300", "--seeds", "2", "--topologies",
+            "--no-law", "--true-rank", "5", "--out", "res", "--no-figures", "-j", "1", "--no-progress"]
+    out = cli("spectral", *args, "--json")
+    assert out.returncode == 0, out.stderr
+    s = json.loads(out.stdout)
+    assert s["settings"]["true_rank"] == 5 and s["settings"]["rank"] == 3
+    assert [ls["gaps"] for ls in s["local_slopes"]] == [[0.5, 0.15], [0.15, 0.05]]
+    assert s["linearized_regime"]["statement"].startswith("the linearized law")
+    assert [r["gap"] for r in s["realizable"]] == [0.5, 0.15, 0.05] and all(r["ratio"] > 1 for r in s["realizable"])
+    text = cli("spectral", *args)
+    assert text.returncode == 0 and "misspecified model: rank 3, truth of rank 5" in text.stdout
+    assert "local slope" in text.stdout and "against realizable" in text.stdout
+
+
 @pytest.mark.parametrize("args", [["--gaps", "0.5"], ["--n", "1"], ["--topologies", "moebius"], ["--seeds", "0"],
                                   ["--rounds", "abc"], ["--n", "8", "--topologies", "torus"],
                                   ["--n", "12", "--topologies", "hypercube"], ["--factor", "nan"],
                                   ["--held-out", "16"], ["--held-out", "16:1.5"], ["--law-n", "8"],
-                                  ["--law-gaps", "0.1", "0.2", "--held-out", "16:0.1", "--law-n", "8", "16"]])
+                                  ["--law-gaps", "0.1", "0.2", "--held-out", "16:0.1", "--law-n", "8", "16"],
+                                  ["--true-rank", "3"], ["--rank", "4", "--true-rank", "2"], ["--true-rank", "0"]])
 def test_cli_bad_input_one_line_exit_2(cli, tmp_path, args):
     out = cli("spectral", *args, "--out", "res")
     assert out.returncode == 2, out.stdout

@@ -111,3 +111,32 @@ def test_bad_input_raises_value_error(linear):
         estimate_constants(linear, theta=np.zeros((3, 5, 2)))
     with pytest.raises(ValueError, match="n_mc"):
         gradient_variance_monte_carlo(linear, np.zeros((3, 5, 2)), linear.B0, n_mc=1)
+
+
+@pytest.mark.parametrize("kind", ["linear", "nonlinear"])
+def test_heterogeneity_persists_at_the_best_fit_of_a_misspecified_model(kind):
+    """delta^2 at the solution: 0 for a realizable problem (every worker's gradient vanishes at the truth), > 0
+    at the best rank-r fit of a misspecified one (the workers' gradients cancel on average only); the default
+    points say which they used, and Delta is measured above the best fit's risk."""
+    from deprl_theory.problems import best_rank_fit
+
+    kw = dict(dim=8, rank=2, n_eval=200, n_seeds=2, seed=6)
+    real = make_problem(kind, 6, **kw)
+    theta, B = best_rank_fit(real)
+    np.testing.assert_allclose(heterogeneity(real, theta, B), 0, atol=1e-24)
+    mis = make_problem(kind, 6, true_rank=4, **kw)
+    theta, B = best_rank_fit(mis)
+    delta2 = heterogeneity(mis, theta, B)
+    assert np.all(delta2 > 0.05)
+    c = estimate_constants(mis, seed=0)
+    assert c.points == ("start", "fitted_heads", "best_rank_fit")
+    assert np.all(c.per_seed["delta2"] >= delta2) and np.isfinite(list(c.values.values())).all()
+    assert estimate_constants(real, seed=0).points == ("start", "fitted_heads", "solution")
+    if kind == "linear":  # the linear best fit is exact: a stationary point of F, Delta above its risk
+        from deprl_theory.problems import population_metrics
+
+        m = population_metrics(mis, theta, np.broadcast_to(B[:, None], (2, 6, 8, 2)).copy())
+        np.testing.assert_allclose(m["R"], 0, atol=1e-24)
+        assert np.all(initial_gap(mis) > 0)
+        signal = 0.5 * (mis.heads_star ** 2).sum(-1).mean(-1)  # excess at zero heads (Sigma = I, orthonormal B*)
+        np.testing.assert_allclose(initial_gap(mis) + mis.approximation_error, signal, rtol=1e-12)

@@ -19,11 +19,13 @@ def _ring(n: int) -> np.ndarray:
     return W
 
 
+@pytest.mark.parametrize("true_rank", [None, 4])
 @pytest.mark.parametrize("kind", ["linear", "nonlinear"])
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_engine_matches_reference_loop(kind, algorithm):
+def test_engine_matches_reference_loop(kind, algorithm, true_rank):
+    """Also for a misspecified model (true_rank 4 > rank 2): the truth's labels have 4 directions, the model 2."""
     N, tau, rounds = 5, 3, 6
-    problem = make_problem(kind, N, dim=6, rank=2, batch=4, n_eval=30, n_seeds=2, seed=11)
+    problem = make_problem(kind, N, dim=6, rank=2, true_rank=true_rank, batch=4, n_eval=30, n_seeds=2, seed=11)
     W = _ring(N)
     seeds = [101, 202]
     res = run(problem, W, algorithm=algorithm, rounds=rounds, tau=tau, alpha=0.05, beta=0.1, seed=seeds, sampler="direct")
@@ -124,6 +126,70 @@ def test_metrics_definitions():
     m2 = population_metrics(p, theta2, B2)
     np.testing.assert_allclose(m2["G"], m2["R"] + m2["H"] / 4)
     assert np.all(m2["C"] > 0) and np.all(m2["R"] > 0)
+
+
+# ---------------------------------------------------------------------------
+# A misspecified model (true rank above the model's rank).
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["linear", "nonlinear"])
+@pytest.mark.parametrize("sampler", ["direct", "projected"])
+def test_misspecified_problem_shapes_and_finite_runs(kind, sampler):
+    """The truth has r_true = 5 columns and heads, the model (B0, the engine's theta and B) keeps r = 3."""
+    S, N, d, r, rt = 2, 6, 8, 3, 5
+    p = make_problem(kind, N, dim=d, rank=r, true_rank=rt, n_eval=40, n_seeds=S, seed=3)
+    assert (p.rank, p.true_rank, p.misspecified) == (r, rt, True)
+    assert p.B_star.shape == (S, d, rt) and p.heads_star.shape == (S, N, rt) and p.B0.shape == (S, d, r)
+    gram = np.einsum("snr,snq->srq", p.heads_star, p.heads_star) / N
+    np.testing.assert_allclose(gram, np.broadcast_to(np.eye(rt), gram.shape), atol=1e-12)  # balanced in r_true dims
+    res = run(p, _ring(N), rounds=30, tau=2, alpha=0.05, beta=0.1, seed=[1, 2], sampler=sampler)
+    assert res.theta.shape == (S, N, r) and res.B.shape == (S, N, d, r)
+    assert not res.diverged.any() and np.isfinite(res.theta).all() and np.isfinite(res.B).all()
+    for m, v in res.final.items():
+        assert np.isfinite(v).all() and np.all(v >= 0), m
+    assert np.all(res.final["subspace"] <= 1)
+    assert not make_problem(kind, N, dim=d, rank=r, n_eval=40, n_seeds=S, seed=3).misspecified
+
+
+def test_misspecified_linear_best_fit_and_its_risk():
+    """Balanced heads with mean 0 and Sigma = I: every rank-3 fit inside span(B*) is best, and its excess risk is
+    exactly heterogeneity^2 (r_true - r) / 2; the subspace distance is 0 there, any other B fits worse, and the
+    best fit is a stationary point of F (R = 0) that the workers' own gradients do not share."""
+    from deprl_theory.problems import best_rank_fit, optimal_heads, population_loss_and_grads
+
+    S, N, d, r, rt, h = 2, 8, 10, 3, 5, 1.5
+    p = make_problem("linear", N, dim=d, rank=r, true_rank=rt, heterogeneity=h, n_seeds=S, seed=4)
+    np.testing.assert_allclose(p.approximation_error, h**2 * (rt - r) / 2, rtol=1e-12)
+    theta, B = best_rank_fit(p)
+    assert theta.shape == (S, N, r) and B.shape == (S, d, r)
+    m = population_metrics(p, theta, np.broadcast_to(B[:, None], (S, N, d, r)).copy())
+    np.testing.assert_allclose(m["excess_risk"], p.approximation_error, rtol=1e-12)
+    np.testing.assert_allclose(m["subspace"], 0, atol=1e-7)
+    np.testing.assert_allclose(m["R"], 0, atol=1e-24)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        other = np.linalg.qr(B + 0.2 * rng.standard_normal(B.shape))[0]
+        worse, _, _ = population_loss_and_grads(p, optimal_heads(p, other), other, grads=False)
+        assert np.all(worse.mean(axis=1) > p.approximation_error)
+    # a coloured covariance and a non-zero head mean: still the Eckart-Young minimum
+    A = rng.standard_normal((d, d))
+    q = make_problem("linear", N, dim=d, rank=r, true_rank=rt, head_mean=0.7, covariance=A @ A.T / d + np.eye(d),
+                     n_seeds=S, seed=5)
+    theta, B = best_rank_fit(q)
+    best, _, _ = population_loss_and_grads(q, theta, B, grads=False)
+    np.testing.assert_allclose(best.mean(axis=1), q.approximation_error, rtol=1e-10)
+    for _ in range(5):
+        other = np.linalg.qr(B + 0.2 * rng.standard_normal(B.shape))[0]
+        worse, _, _ = population_loss_and_grads(q, optimal_heads(q, other), other, grads=False)
+        assert np.all(worse.mean(axis=1) > q.approximation_error)
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(rank=3, true_rank=3), "must exceed rank"),
+                                          (dict(rank=3, true_rank=2), "must exceed rank"),
+                                          (dict(rank=3, true_rank=21), "cannot exceed dim"),
+                                          (dict(rank=2, true_rank=9), "at least the true rank = 9")])
+def test_misspecified_problem_rejects_bad_ranks(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_problem("linear", 8, dim=20, **kwargs)
 
 
 # ---------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def _joint_covariance(problem: Problem, B: np.ndarray) -> np.ndarray:
     if problem.kind == "linear":
         T = problem.targets[..., None]
     else:
-        T = np.broadcast_to(problem.B_star[:, None], B.shape)
+        T = np.broadcast_to(problem.B_star[:, None], B.shape[:-1] + (problem.true_rank,))
     P = np.concatenate((B, T), axis=-1)
     q = projection_width(problem)
     cov = np.zeros(B.shape[:2] + (q, q))
@@ -104,14 +104,14 @@ def _break(how: str):
 
     def broken(problem: Problem, B: np.ndarray) -> np.ndarray:
         L = real(problem, B).copy()
-        r = problem.rank
+        r, w_end = problem.rank, problem.rank + problem.true_rank
         if how == "no_cross_term":  # the label (or w) drawn independently of the features z
             L[..., r:, :r] = 0.0
         elif how == "unconditional_variance":  # the part of the label z explains counted twice
             if problem.kind == "linear":
                 L[..., r, r] = np.sqrt(np.square(L[..., r, :]).sum(axis=-1))
             else:  # w taken as a function of z alone: its residual variance lost
-                L[..., r:2 * r, r:2 * r] = 0.0
+                L[..., r:w_end, r:w_end] = 0.0
         else:
             raise ValueError(how)
         return L
@@ -127,6 +127,17 @@ def _one_task_problem(kind: str, n: int, *, covariance: bool) -> Problem:
     p = make_problem(kind, n, dim=d, rank=r, noise=0.5, batch=5, heterogeneity=0.0, head_mean=np.array([1.0, -0.7]),
                      covariance=_coloured(d) if covariance else None, n_eval=5, n_seeds=1, seed=3)
     B0 = 0.8 * p.B_star + 0.6 * p.B0 @ np.array([[1.0, 0.3], [-0.2, 0.9]])
+    return dataclasses.replace(p, B0=B0)
+
+
+def _misspecified_one_task_problem(kind: str, n: int) -> Problem:
+    """As :func:`_one_task_problem`, but the truth has rank 3 and the model rank 2: the model's representation
+    holds part of span(B*) and misses one direction of it, so the labels keep a part no feature explains."""
+    d, r = 6, 2
+    p = make_problem(kind, n, dim=d, rank=r, true_rank=3, noise=0.5, batch=5, heterogeneity=0.0,
+                     head_mean=np.array([1.0, -0.7, 0.8]), covariance=_coloured(d) if kind == "linear" else None,
+                     n_eval=5, n_seeds=1, seed=3)
+    B0 = 0.8 * p.B_star[..., :r] + 0.6 * p.B0 @ np.array([[1.0, 0.3], [-0.2, 0.9]])
     return dataclasses.replace(p, B0=B0)
 
 
@@ -150,9 +161,9 @@ def _replicated(problem: Problem, n_seeds: int) -> Problem:
                                B0=rep(problem.B0), X_eval=rep(problem.X_eval))
 
 
-def _rbar(kind: str, sampler: str, seed: int) -> np.ndarray:
+def _rbar(kind: str, sampler: str, seed: int, true_rank: int | None = None) -> np.ndarray:
     """Time-averaged R of a short deprl run, one value per seed (300 seeds of one instance)."""
-    p = make_problem(kind, 4, dim=6, rank=2, noise=0.3, batch=5, n_eval=30, n_seeds=1, seed=5)
+    p = make_problem(kind, 4, dim=6, rank=2, true_rank=true_rank, noise=0.3, batch=5, n_eval=30, n_seeds=1, seed=5)
     p = _replicated(p, 300)
     res = run(p, _ring(4), rounds=30, tau=2, alpha=0.2, beta=0.2, seed=seed, sampler=sampler, average_every=1)
     assert not res.diverged.any()
@@ -165,22 +176,23 @@ def _rbar(kind: str, sampler: str, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("kind", ["linear", "nonlinear"])
 @pytest.mark.parametrize("noise", [0.4, 0.0])
 @pytest.mark.parametrize("coloured", [False, True])
-def test_factor_reproduces_the_projections_covariance(kind, noise, coloured):
+@pytest.mark.parametrize("true_rank", [None, 5])
+def test_factor_reproduces_the_projections_covariance(kind, noise, coloured, true_rank):
     d, r, N = 7, 3, 5
-    p = make_problem(kind, N, dim=d, rank=r, noise=noise, covariance=_coloured(d) if coloured else None,
-                     n_eval=5, n_seeds=2, seed=1)
+    p = make_problem(kind, N, dim=d, rank=r, true_rank=true_rank, noise=noise,
+                     covariance=_coloured(d) if coloured else None, n_eval=5, n_seeds=2, seed=1)
     rng = np.random.default_rng(0)
     B = rng.standard_normal((2, N, d, r))
-    B[:, 0] = p.B_star  # learned subspace, the true basis
-    B[:, 1] = p.B_star @ rng.standard_normal((r, r))  # learned subspace, another basis
+    B[:, 0] = p.B_star[..., :r]  # learned subspace (misspecified: a rank-r part of it), the true basis
+    B[:, 1] = p.B_star[..., :r] @ rng.standard_normal((r, r))  # learned subspace, another basis
     B[:, 2, :, 1:] = p.B_star[:, :, :2]  # half learned: the residual covariance is rank-deficient
     L = projection_factor(p, B)
     assert L.shape == (2, N, projection_width(p), projection_width(p))
     assert np.isfinite(L).all()
     cov = _joint_covariance(p, B)
     np.testing.assert_allclose(L @ np.swapaxes(L, -1, -2), cov, rtol=0, atol=1e-12 * np.abs(cov).max())
-    if noise == 0:  # at the learned subspace the labels are functions of z: the residual block is 0, not 1e-8
-        assert np.abs(L[:, :2, r:, r:]).max() < 1e-13
+    if noise == 0 and true_rank is None:  # at the learned subspace the labels are functions of z: the residual
+        assert np.abs(L[:, :2, r:, r:]).max() < 1e-13  # block is 0, not 1e-8 (a misspecified model never gets there)
 
 
 def test_factor_of_a_rank_deficient_or_diverged_representation():
@@ -237,6 +249,21 @@ def test_one_round_head_update_has_the_same_distribution(kind, covariance):
 
 
 @pytest.mark.parametrize("kind", ["linear", "nonlinear"])
+def test_misspecified_head_update_has_the_same_distribution(kind, monkeypatch):
+    """A truth of rank 3 under a rank-2 model (nonlinear: r + r_true + 1 = 6 projections per sample): the
+    projected head update matches the direct one in mean and covariance, and a broken factor does not."""
+    p = _misspecified_one_task_problem(kind, 3000)
+    assert projection_width(p) == (3 if kind == "linear" else 6)
+    direct = _head_updates(p, "direct", seed=11)
+    projected = _head_updates(p, "projected", seed=12)
+    assert np.abs(direct.mean(axis=0)).min() > 0.05
+    assert hotelling_p(_moments(direct), _moments(projected)) > ALPHA
+    monkeypatch.setattr(engine, "projection_factor", _break("unconditional_variance"))
+    broken = _head_updates(p, "projected", seed=12)
+    assert hotelling_p(_moments(direct), _moments(broken)) < BROKEN_P
+
+
+@pytest.mark.parametrize("kind", ["linear", "nonlinear"])
 @pytest.mark.parametrize("how", ["no_cross_term", "unconditional_variance"])
 def test_broken_factor_fails_the_head_update_test(kind, how, monkeypatch):
     p = _one_task_problem(kind, 3000, covariance=kind == "linear")
@@ -246,11 +273,13 @@ def test_broken_factor_fails_the_head_update_test(kind, how, monkeypatch):
     assert hotelling_p(_moments(direct), _moments(broken)) < BROKEN_P
 
 
+@pytest.mark.parametrize("true_rank", [None, 4])
 @pytest.mark.parametrize("kind", ["linear", "nonlinear"])
-def test_time_averaged_R_has_the_same_distribution(kind):
-    """Rbar over 30 rounds, 300 iid seeds per sampler: two-sample Kolmogorov-Smirnov does not reject at ALPHA."""
-    direct = _rbar(kind, "direct", seed=21)
-    projected = _rbar(kind, "projected", seed=22)
+def test_time_averaged_R_has_the_same_distribution(kind, true_rank):
+    """Rbar over 30 rounds, 300 iid seeds per sampler: two-sample Kolmogorov-Smirnov does not reject at ALPHA
+    (also for a misspecified model, truth of rank 4 under a rank-2 model)."""
+    direct = _rbar(kind, "direct", seed=21, true_rank=true_rank)
+    projected = _rbar(kind, "projected", seed=22, true_rank=true_rank)
     assert stats.ks_2samp(direct, projected).pvalue > ALPHA
 
 

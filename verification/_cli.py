@@ -242,7 +242,8 @@ def one_of(names: Sequence[str], what: str) -> Callable[[str], str]:
 
 
 # --------------------------------------------------------------------------- the cell options
-_PROBLEM_OPTIONS = ("problem", "dim", "rank", "batch", "noise", "heterogeneity", "heads", "activation", "n_eval")
+_PROBLEM_OPTIONS = ("problem", "dim", "rank", "true_rank", "batch", "noise", "heterogeneity", "heads", "activation",
+                    "n_eval")
 _STEP_OPTIONS = ("tau", "c", "head_rule", "head_step", "beta_max", "alpha_max", "sampler")
 _GRAPH_OPTIONS = ("algorithm", "topology", "weights", "gap", "p", "degree")
 
@@ -259,7 +260,8 @@ def head_rule(text: str) -> str:
 
 
 def add_problem_options(parser: argparse.ArgumentParser) -> None:
-    """The synthetic problem: kind, sizes, noise, heterogeneity."""
+    """The synthetic problem: kind, sizes (model rank and, for a misspecified model, the truth's), noise,
+    heterogeneity."""
     from deprl_theory.problems import ACTIVATIONS, HEAD_DESIGNS
 
     g = parser.add_argument_group("problem")
@@ -267,6 +269,10 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
                    help="linear or nonlinear (default linear)")
     g.add_argument("--dim", type=positive_int, default=20, help="input dimension d (default 20)")
     g.add_argument("--rank", type=positive_int, default=3, help="representation rank r (default 3)")
+    g.add_argument("--true-rank", type=positive_int, default=None, metavar="R",
+                   help="rank of the truth, above --rank: a misspecified model whose workers' representation "
+                        "gradients disagree even at the best fit, so the heterogeneity delta > 0 persists "
+                        "(default: the model's rank, a realizable problem)")
     g.add_argument("--batch", type=positive_int, default=10, help="minibatch size b (default 10)")
     g.add_argument("--noise", type=nonneg_float, default=1.0, help="label noise std (default 1)")
     g.add_argument("--heterogeneity", type=nonneg_float, default=1.0, help="spread of the true heads (default 1)")

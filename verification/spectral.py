@@ -4,6 +4,7 @@
     python -m verification.spectral --quick --json  # under a minute
     python -m verification.spectral --no-law        # the consensus part only
     python -m verification.spectral --gaps 0.5 0.1 0.02 --rounds 500 2000 --seeds 6
+    python -m verification.spectral --true-rank 5 --no-law --rounds 1000   # a misspecified model (rank 3)
 
 At fixed N (the exact-gap family W = (1-g) I + g 11^T/N over a range of gaps,
 plus every named topology): whether the consensus lemma Cbar <= 6 rho^2 beta^2
@@ -15,7 +16,14 @@ predictor of Cbar puts every graph on one line: the whole spectrum
 law K0 ~ N^a (1-rho)^-q measured on the exact-gap family over N and the gap,
 against the template (a = 3, q = 4) and the noise-dominated alternative
 (a = 3, q = 2), checked on held-out points and on named graphs, and the table
-of rounds until linear speedup per topology and N. Every cell goes through the
+of rounds until linear speedup per topology and N. The slope is also read
+locally, per pair of adjacent gaps with its interval, to say where the
+linearized law stops applying (a local slope below 1, the least any linearized
+law gives: the consensus error saturates); the slope fit uses only the gaps
+before that point. With ``--true-rank`` (a misspecified model: delta > 0
+persists at the best fit) the realizable problem's family also runs at the
+largest K, and the ratio of the two consensus errors is printed per gap.
+Every cell goes through the
 sweep cache: a rerun computes nothing. The experiments are
 deprl_theory.experiments.consensus and .transient_law; this module parses,
 calls and renders.
@@ -181,7 +189,10 @@ def _lemma_text(lemma: dict) -> str:
 
 def _consensus(s: dict) -> list[str]:
     f, t, lem = s["consensus_slope"], s["tightness"], s["lemma"]
-    lines = [f"spectral gap experiment: N = {s['settings']['n']}, K = {f['K']}, seeds = {len(s['settings']['seeds'])}",
+    st = s["settings"]
+    model = ("realizable problem" if st["true_rank"] is None
+             else f"misspecified model: rank {st['rank']}, truth of rank {st['true_rank']}")
+    lines = [f"spectral gap experiment: N = {st['n']}, K = {f['K']}, seeds = {len(st['seeds'])}, {model}",
              f"  consensus lemma: {lem['bound']}",
              f"  does it hold? {lem['label'].upper()} ({lem['reason']})",
              f"  is it tight in rho? {t['label']} ({t['reason']})",
@@ -192,6 +203,32 @@ def _consensus(s: dict) -> list[str]:
     for r in s["topologies"]:
         lines.append(f"  {r['topology']:<12} {r['rho']:<8.3g} {r['spectral_sum']:<19.3g} {r['Cbar']:.3e}  "
                      f"{_lemma_text(r['lemma'])}")
+    return lines
+
+
+def _regimes(s: dict) -> list[str]:
+    """The local slopes, where the linearized law stops, and (misspecified) the ratio to the realizable problem."""
+    reg, f = s["linearized_regime"], s["consensus_slope"]
+    lines = [f"  local slope of log Cbar against log(rho/(1-rho)), per pair of adjacent gaps "
+             f"({s['local_slopes'][0]['ci_level']:.0%} {s['local_slopes'][0]['ci_method']}; a linearized law gives "
+             f"{reg['floor']:g} to 2):",
+             "  gaps            rho/(1-rho)        local slope"]
+    for ls in s["local_slopes"]:
+        lo, hi = ls["ci"]
+        mark = "  <- saturated" if hi < reg["floor"] else ""
+        lines.append(f"  {ls['gaps'][0]:<6g} -> {ls['gaps'][1]:<6g} {ls['x'][0]:>6.3g} -> {ls['x'][1]:<8.3g} "
+                     f"{ls['slope']:5.2f} [{lo:.2f}, {hi:.2f}]{mark}")
+    lines.append(f"  => {reg['statement']}")
+    lines.append(f"  slope fit over the linearized regime (gaps {', '.join(f'{g:g}' for g in f['gaps'])}): "
+                 f"{f['value']:.2f} [{f['ci'][0]:.2f}, {f['ci'][1]:.2f}]")
+    if s["realizable"]:
+        st = s["settings"]
+        lines.append(f"  misspecified (truth of rank {st['true_rank']}) against realizable (rank {st['rank']}), "
+                     f"K = {f['K']}:")
+        lines.append("  gap       Cbar misspecified  Cbar realizable  ratio [95% CI]")
+        for r in s["realizable"]:
+            lines.append(f"  {r['gap']:<8.3g}  {r['Cbar']:<17.3e}  {r['Cbar_realizable']:<15.3e}  "
+                         f"{r['ratio']:.2f} [{r['ratio_ci'][0]:.2f}, {r['ratio_ci'][1]:.2f}]")
     return lines
 
 
@@ -228,7 +265,7 @@ def _transient(s: dict) -> list[str]:
 
 def render(s: dict) -> str:
     """The text report of a summary."""
-    lines = _consensus(s) + _predictors(s) + _transient(s)
+    lines = _consensus(s) + _regimes(s) + _predictors(s) + _transient(s)
     if s.get("transient_law"):
         lines += render_law(s["transient_law"])
     lines.append(f"  figures: {', '.join(s['figures']) or '-'}")

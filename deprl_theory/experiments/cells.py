@@ -60,23 +60,35 @@ CELL_DEFAULTS: dict[str, Any] = {
 }
 
 #: parameters a cell carries only when they are set (the graph's own: erdos_renyi's p, random_regular's
-#: degree), so that cells without them keep their keys, and with them their random streams
-OPTIONAL_KEYS = ("p", "degree")
+#: degree; the problem's true_rank, set only for a misspecified model), so that cells without them keep
+#: their keys, and with them their random streams
+OPTIONAL_KEYS = ("p", "degree", "true_rank")
 
-#: the parameters that define the problem instance (not the run)
-PROBLEM_KEYS = ("problem", "dim", "rank", "noise", "heterogeneity", "heads", "activation", "n_eval", "batch")
+#: the parameters that define the problem instance (not the run); an optional one (true_rank) enters the
+#: instance's seed only when it is set, so realizable cells keep the instances they always had
+PROBLEM_KEYS = ("problem", "dim", "rank", "noise", "heterogeneity", "heads", "activation", "n_eval", "batch",
+                "true_rank")
 
 #: the metrics a cell's trace keeps
 _TRACE_METRICS = ("R", "H", "C", "G")
 
 
 def cell_params(**overrides: Any) -> dict:
-    """A full cell: defaults updated by ``overrides`` (unknown names are an error)."""
+    """A full cell: defaults updated by ``overrides`` (unknown names are an error).
+
+    ``true_rank`` (the truth's rank; None, the default, for a realizable
+    problem) must exceed ``rank`` when given.
+    """
     unknown = set(overrides) - set(CELL_DEFAULTS) - set(OPTIONAL_KEYS)
     if unknown:
         raise ValueError(f"unknown cell parameter(s): {', '.join(sorted(unknown))}")
     params = dict(CELL_DEFAULTS)
     params.update({k: v for k, v in overrides.items() if k not in OPTIONAL_KEYS or v is not None})
+    true_rank = params.get("true_rank")
+    if true_rank is not None and (isinstance(true_rank, bool) or not isinstance(true_rank, int)
+                                  or true_rank <= params["rank"]):
+        raise ValueError(f"true rank {true_rank!r} must be an integer above the model's rank {params['rank']} "
+                         "(a misspecified model); leave it out for a realizable problem")
     if params["problem"] != "nonlinear":
         params["activation"] = None
         params["n_eval"] = None
@@ -150,7 +162,7 @@ def check_cells(cells: Sequence[Mapping[str, Any]], base_seed: int = 0) -> dict[
         if key not in out:
             out[key] = checked_rho(params, base_seed)
         p = {**CELL_DEFAULTS, **params}
-        problem_key = (int(p["N"]),) + tuple(p[k] for k in PROBLEM_KEYS)
+        problem_key = (int(p["N"]),) + tuple(p.get(k) for k in PROBLEM_KEYS)
         if problem_key not in problems:
             problems.add(problem_key)
             try:
@@ -165,7 +177,9 @@ def cells_memory(cells: Sequence[Mapping[str, Any]], seeds: int) -> MemoryEstima
     best = None
     for params in cells:
         p = {**CELL_DEFAULTS, **params}
-        est = run_memory(seeds=seeds, workers=int(p["N"]), dim=int(p["dim"]), rank=int(p["rank"]),
+        # the truth's rank sizes the nonlinear problem's clean-label features: count the larger rank
+        est = run_memory(seeds=seeds, workers=int(p["N"]), dim=int(p["dim"]),
+                         rank=max(int(p["rank"]), int(p.get("true_rank") or 0)),
                          batch=int(p["batch"]), tau=int(p["tau"]), rounds=int(p["K"]),
                          nonlinear=p["problem"] == "nonlinear", n_eval=int(p["n_eval"] or 0),
                          sparse=int(p["N"]) > 256 and p["topology"] not in ("complete", "exact_gap"))
@@ -184,13 +198,14 @@ def cell_problem(params: Mapping[str, Any], seeds: Sequence[int], base_seed: int
 
     Seed ``j``'s instance depends on the problem parameters (:data:`PROBLEM_KEYS`)
     and ``j`` only, so every cell of a sweep, and the constants estimated for
-    it, see the same instances.
+    it, see the same instances. An optional parameter that is not set is not
+    part of the key: a realizable cell's instances are those it always had.
     """
     p = {**CELL_DEFAULTS, **params}
-    key = tuple((k, p[k]) for k in PROBLEM_KEYS)
+    key = tuple((k, p.get(k)) for k in PROBLEM_KEYS if k not in OPTIONAL_KEYS or p.get(k) is not None)
     return make_problem(
-        p["problem"], int(p["N"]), dim=p["dim"], rank=p["rank"], noise=p["noise"], batch=p["batch"],
-        heterogeneity=p["heterogeneity"], heads=p["heads"], activation=p["activation"] or "tanh",
+        p["problem"], int(p["N"]), dim=p["dim"], rank=p["rank"], true_rank=p.get("true_rank"), noise=p["noise"],
+        batch=p["batch"], heterogeneity=p["heterogeneity"], heads=p["heads"], activation=p["activation"] or "tanh",
         n_eval=p["n_eval"] or 500,
         seed=[derive_seed(base_seed, "problem", key, int(j)) for j in seeds],
     )

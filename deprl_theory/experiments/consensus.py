@@ -32,6 +32,23 @@ Three answers, in the words of :mod:`.boundcheck`:
 Graphs: the ``exact_gap`` family ``W = (1 - g) I + g 11^T / N`` sweeps the gap
 g with everything else fixed; the named topologies run at the largest K.
 
+Where the linearized law stops: every law above describes small disagreements
+(gossip linearized around consensus), and each has a local slope of at least 1
+against rho/(1-rho) at every gap: rho^2/(1-rho)^2 has 2, the noise law
+rho^2/(1-rho^2) = x^2/(1+2x) (x = rho/(1-rho)) has (2+2x)/(1+2x), falling
+from 2 to 1, and a sum of the two lies in between. So the slope is read
+locally, per pair of adjacent gaps with a bootstrap interval
+(:func:`local_slopes`), never as one line through every gap: where a local
+slope's interval lies wholly below :data:`LINEARIZED_FLOOR` the consensus error
+saturates (the workers' representations drift apart until their bounded size
+stops them) and the linearized law has stopped applying
+(:func:`linearized_regime`). The slope fit and its tightness verdict use the
+gaps before that point only. A misspecified model (``true_rank`` in the cell,
+see :func:`~deprl_theory.problems.make_problem`) keeps delta > 0 at its best
+fit: its consensus error is larger and saturates at larger gaps, and the study
+then also runs the realizable problem's family at the largest K to give the
+ratio of the two per gap.
+
 Measured transient: the reference without any consensus error is the
 ``centralized`` algorithm (exact averaging, identical to ``exact_gap`` with
 g = 1) on the same (N, K) cells and seeds; the transient of a gap is the
@@ -61,8 +78,9 @@ from .laws import ShapeVerdict, shape_verdict
 from .records import metric_table
 from .transient import measured_transient, template_K0, template_transient
 
-__all__ = ["DEFAULT_GAPS", "NAMED_TOPOLOGIES", "DEFAULT_ROUNDS", "PREDICTED_SLOPE", "PREDICTORS", "ConsensusStudy",
-           "ConsensusPoint", "ConsensusPredictor", "ConsensusResult", "consensus_slope", "slope_tightness",
+__all__ = ["DEFAULT_GAPS", "NAMED_TOPOLOGIES", "DEFAULT_ROUNDS", "PREDICTED_SLOPE", "PREDICTORS", "LINEARIZED_FLOOR",
+           "ConsensusStudy", "ConsensusPoint", "ConsensusPredictor", "ConsensusResult", "LocalSlope",
+           "LinearizedRegime", "consensus_slope", "local_slopes", "linearized_regime", "error_ratio", "slope_tightness",
            "compare_predictors", "lemma_check", "run_consensus", "analyse_consensus"]
 
 #: spectral gaps g of the exact-gap family (rho = 1 - g) from 0.5 to 0.02; the middle five are the transient
@@ -74,6 +92,9 @@ NAMED_TOPOLOGIES = ("ring", "path", "torus", "hypercube", "exponential", "star",
 DEFAULT_ROUNDS = (125, 250, 500, 1000, 2000, 4000)
 #: slope of log Cbar against log(rho / (1 - rho)) that the template predicts
 PREDICTED_SLOPE = 2.0
+#: no linearized law of the consensus error has a local slope below this against rho/(1-rho) (module docstring):
+#: a local slope whose interval lies below it says the error saturates
+LINEARIZED_FLOOR = 1.0
 #: below this the consensus error is exact averaging's rounding: no log, no ratio
 _ZERO = 1e-20
 _KEY = ("algorithm", "topology", "gap", "K")
@@ -106,7 +127,11 @@ class ConsensusStudy:
 
     Every gap runs at every K of ``rounds`` (for the transient), the
     centralized reference too; the named topologies run at the largest K
-    only (they are points on the consensus plot).
+    only (they are points on the consensus plot). With ``true_rank`` in
+    ``cell`` (a misspecified model) the realizable problem's family runs at
+    the largest K as well, for the ratio of the two consensus errors.
+    ``floor`` is the local slope below which the linearized law has stopped
+    applying (:func:`linearized_regime`).
     """
 
     n: int = 16
@@ -118,6 +143,7 @@ class ConsensusStudy:
     cell: Mapping[str, Any] = field(default_factory=dict)
     factor: float = 1.25
     boot: int = 2000
+    floor: float = LINEARIZED_FLOOR
 
     def __post_init__(self) -> None:
         gaps = tuple(float(g) for g in self.gaps)
@@ -137,6 +163,8 @@ class ConsensusStudy:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
         if not self.factor > 1:
             raise ValueError(f"factor must exceed 1, got {self.factor}")
+        if not (math.isfinite(self.floor) and self.floor > 0):
+            raise ValueError(f"floor must be a positive slope, got {self.floor}")
         object.__setattr__(self, "gaps", gaps)
         object.__setattr__(self, "rounds", rounds)
         object.__setattr__(self, "topologies", tuple(self.topologies))
@@ -147,6 +175,15 @@ class ConsensusStudy:
     def seed_list(self) -> list[int]:
         return list(range(self.seeds))
 
+    @property
+    def true_rank(self) -> int | None:
+        """The truth's rank of a misspecified study; None for a realizable one."""
+        return self.cell.get("true_rank")
+
+    def realizable_cell(self) -> dict:
+        """The cell overrides without the misspecification."""
+        return {k: v for k, v in self.cell.items() if k != "true_rank"}
+
     def cells(self) -> list[dict]:
         n, extra = int(self.n), self.cell
         cells = []
@@ -156,6 +193,9 @@ class ConsensusStudy:
             cells.append(cell_params(N=n, K=K, algorithm="centralized", topology="complete", **extra))
         for name in self.topologies:
             cells.append(cell_params(N=n, K=self.rounds[-1], topology=name, **extra))
+        if self.true_rank is not None:
+            cells += [cell_params(N=n, K=self.rounds[-1], topology="exact_gap", gap=g, **self.realizable_cell())
+                      for g in self.gaps]
         return cells
 
     def check(self) -> None:
@@ -166,7 +206,8 @@ class ConsensusStudy:
         p = cell_params(**self.cell)
         return {"n": int(self.n), "gaps": list(self.gaps), "topologies": list(self.topologies),
                 "rounds": list(self.rounds), "seeds": self.seed_list, "base_seed": self.base_seed,
-                "tau": p["tau"], "c": p["c"], "factor": self.factor}
+                "tau": p["tau"], "c": p["c"], "factor": self.factor, "rank": p["rank"], "true_rank": self.true_rank,
+                "linearized_floor": self.floor}
 
 
 def consensus_slope(rho: Sequence[float], cbar: np.ndarray, *, n_boot: int = 2000, ci: float = 0.95,
@@ -194,6 +235,138 @@ def consensus_slope(rho: Sequence[float], cbar: np.ndarray, *, n_boot: int = 200
         raise ValueError("consensus errors must be positive for a log-log fit")
     x = np.log(rho / (1 - rho))
     return fit_slope(x, np.log(cbar), n_boot=n_boot, ci=ci, seed=seed)
+
+
+@dataclass(frozen=True)
+class LocalSlope:
+    """The slope of log Cbar against log(rho / (1 - rho)) between two adjacent gaps of the family.
+
+    ``gaps`` and ``x`` are (larger gap, smaller gap) and their rho / (1 - rho);
+    ``ci`` bootstraps the seeds (the same resample at both gaps).
+    """
+
+    gaps: tuple[float, float]
+    x: tuple[float, float]
+    slope: float
+    ci: ConfidenceInterval
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"gaps": list(self.gaps), "x": list(self.x), "slope": self.slope, "ci": self.ci.as_list(),
+                "ci_level": self.ci.level, "ci_method": self.ci.method}
+
+
+def local_slopes(gaps: Sequence[float], rho: Sequence[float], cbar: np.ndarray, *, n_boot: int = 2000,
+                 ci: float = 0.95, seed: int = 0) -> tuple[LocalSlope, ...]:
+    """The slope between every pair of adjacent gaps, from the largest gap to the smallest.
+
+    Parameters
+    ----------
+    gaps, rho : sequence (P,)
+        The family's gaps and mixing rates, 0 < rho < 1 (any order).
+    cbar : ndarray (P, S)
+        Time-averaged consensus error per gap and seed, at one N, K and beta.
+
+    Returns
+    -------
+    tuple of LocalSlope
+        P - 1 slopes, each a two-point :func:`consensus_slope`, in order of
+        decreasing gap. Unlike one fit through every gap, they show where the
+        slope changes.
+    """
+    rho = np.asarray(rho, dtype=float)
+    cbar = np.asarray(cbar, dtype=float)
+    if len(gaps) != len(rho) or cbar.shape[0] != len(rho):
+        raise ValueError(f"{len(gaps)} gaps, {len(rho)} rates and {cbar.shape[0]} rows of Cbar do not match")
+    order = np.argsort(rho)  # increasing rho: decreasing gap
+    out = []
+    for a, b in zip(order[:-1], order[1:]):
+        fit = consensus_slope(rho[[a, b]], cbar[[a, b]], n_boot=n_boot, ci=ci, seed=seed)
+        out.append(LocalSlope(gaps=(float(gaps[a]), float(gaps[b])),
+                              x=(float(rho[a] / (1 - rho[a])), float(rho[b] / (1 - rho[b]))),
+                              slope=fit.slope, ci=fit.ci))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class LinearizedRegime:
+    """Where the linearized law of the consensus error applies on the gap grid, and where it stops.
+
+    Attributes
+    ----------
+    floor : float
+        The smallest local slope a linearized law has (:data:`LINEARIZED_FLOOR`).
+    gaps : tuple of float
+        The gaps before the break, largest first: the slope fit uses these.
+    stops : LocalSlope or None
+        The first pair, from the largest gap down, whose local slope's interval lies wholly below the floor;
+        None when no pair does (the law applies over the whole grid).
+    first_below : LocalSlope or None
+        The first pair whose point estimate is below the floor (a sign, not yet a decision).
+    statement : str
+    """
+
+    floor: float
+    gaps: tuple[float, ...]
+    stops: LocalSlope | None
+    first_below: LocalSlope | None
+    statement: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"floor": self.floor, "gaps": list(self.gaps),
+                "stops_between": None if self.stops is None else list(self.stops.gaps),
+                "stops": None if self.stops is None else self.stops.as_dict(),
+                "first_below": None if self.first_below is None else self.first_below.as_dict(),
+                "statement": self.statement}
+
+
+def linearized_regime(slopes: Sequence[LocalSlope], floor: float = LINEARIZED_FLOOR) -> LinearizedRegime:
+    """Read the local slopes (largest gap first) for the point where the linearized law stops applying.
+
+    The law stops at the first pair whose slope interval lies wholly below
+    ``floor``: the consensus error then grows more slowly than any linearized
+    law allows, it saturates. The regime is every gap before that pair's
+    smaller gap.
+    """
+    if not slopes:
+        raise ValueError("no local slope: give at least two gaps")
+    stop = next((i for i, s in enumerate(slopes) if s.ci.high < floor), None)
+    below = next((s for s in slopes if s.slope < floor), None)
+    last = len(slopes) if stop is None else stop
+    gaps = tuple(s.gaps[0] for s in slopes[:last]) + (slopes[last - 1].gaps[1] if last else slopes[0].gaps[0],)
+    level = f"{slopes[0].ci.level:.0%}"
+    if stop is None:
+        statement = (f"the linearized law applies over the whole grid (gaps {slopes[0].gaps[0]:g} to "
+                     f"{slopes[-1].gaps[1]:g}): no local slope's {level} interval lies below {floor:g}")
+        if below is not None:
+            statement += (f"; the slope dips below {floor:g} between g = {below.gaps[0]:g} and {below.gaps[1]:g} "
+                          f"({below.slope:.2f} [{below.ci.low:.2f}, {below.ci.high:.2f}]), not yet decisively")
+    else:
+        s = slopes[stop]
+        statement = (f"the linearized law stops applying between g = {s.gaps[0]:g} and {s.gaps[1]:g}: local slope "
+                     f"{s.slope:.2f} [{s.ci.low:.2f}, {s.ci.high:.2f}] ({level}) lies below {floor:g}, the least a "
+                     f"linearized law gives; the consensus error saturates at smaller gaps")
+    return LinearizedRegime(floor=floor, gaps=gaps, stops=None if stop is None else slopes[stop], first_below=below,
+                            statement=statement)
+
+
+def error_ratio(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, ci: float = 0.95,
+                seed: int = 0) -> tuple[float, ConfidenceInterval]:
+    """Ratio of the seed means of ``a`` and ``b`` (S,), with a percentile bootstrap over each one's seeds.
+
+    The two samples are resampled independently: a misspecified and a
+    realizable problem are different instances, so their seeds are not pairs.
+    """
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0 or not np.mean(b) > 0:
+        return float("nan"), ConfidenceInterval(float("nan"), float("nan"), ci, "percentile bootstrap over seeds")
+    rng = np.random.default_rng(seed)
+    boot = (a[rng.integers(0, a.size, (n_boot, a.size))].mean(axis=1)
+            / b[rng.integers(0, b.size, (n_boot, b.size))].mean(axis=1))
+    lo, hi = np.percentile(boot, [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100])
+    return float(a.mean() / b.mean()), ConfidenceInterval(float(lo), float(hi), ci,
+                                                           "percentile bootstrap over each sample's seeds")
 
 
 def slope_tightness(fit: SlopeFit, predicted: float = PREDICTED_SLOPE, *,
@@ -338,7 +511,14 @@ class ConsensusResult:
     ----------
     study : ConsensusStudy
     slope : SlopeFit
-        log Cbar against log(rho/(1-rho)) over the gaps (at the largest K).
+        log Cbar against log(rho/(1-rho)) over the gaps of the linearized regime (at the largest K).
+    local_slopes : tuple of LocalSlope
+        The slope between each pair of adjacent gaps, largest gap first.
+    regime : LinearizedRegime
+        Where the linearized law applies and where it stops.
+    realizable : list of dict
+        Misspecified study only (else empty): per gap, Cbar against the realizable problem's and their
+        ratio with its interval.
     tightness : ShapeVerdict
         The slope against the bound's 2, in the words of :func:`~deprl_theory.experiments.laws.shape_verdict`.
     lemma_label, lemma_reason : str
@@ -371,11 +551,18 @@ class ConsensusResult:
     gbar: dict[float, np.ndarray]
     gbar_reference: np.ndarray
     constants: dict[str, Any]
+    local_slopes: tuple[LocalSlope, ...] = ()
+    regime: LinearizedRegime | None = None
+    realizable: list[dict] = field(default_factory=list)
     sweep: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "consensus_slope": {**self.slope.as_dict(), "K": self.study.rounds[-1]},
+            "consensus_slope": {**self.slope.as_dict(), "K": self.study.rounds[-1],
+                                "gaps": list(self.regime.gaps) if self.regime else None},
+            "local_slopes": [s.as_dict() for s in self.local_slopes],
+            "linearized_regime": None if self.regime is None else self.regime.as_dict(),
+            "realizable": self.realizable,
             "predicted_slope": PREDICTED_SLOPE,
             "tightness": self.tightness.as_dict(),
             "lemma": {"label": self.lemma_label, "reason": self.lemma_reason,
@@ -410,7 +597,7 @@ def _graph_rows(study: ConsensusStudy, C: Mapping, info: Mapping, constants) -> 
             out = {"rho": rho, "spectral_gap": 1 - rho, "x": float(rho / (1 - rho)) if 0 <= rho < 1 else None,
                    "beta": beta, "Cbar": float(np.nanmean(row)), "Cbar_seeds": row.tolist(), "spectral_sum": ssum,
                    "lemma": lemma_check(constants, n=n, beta=beta, rho=rho, measured=row)}
-        if topology == "exact_gap":
+        if topology == "exact_gap":  # in_fit: usable in a log-log fit (the regime decides which gaps are fitted)
             fam.append({"gap": gap, "in_fit": bool(0 < rho < 1), **out})
         else:
             named.append({"topology": topology, **out})
@@ -454,6 +641,8 @@ def analyse_consensus(study: ConsensusStudy, records: Sequence[Mapping[str, Any]
     Reads the records; builds each graph's W (cheap, deterministic) for its spectrum.
     """
     seeds = study.seed_list
+    every = list(records)
+    records = [r for r in every if r["params"].get("true_rank") == study.true_rank]  # the study's own problem
     C = metric_table(records, "C", _KEY, seeds=seeds)
     G = metric_table(records, "G", _KEY, seeds=seeds)
     info = {tuple(r["params"].get(k) for k in _KEY): (float(r["result"]["rho"]), float(r["result"]["beta"]))
@@ -461,7 +650,15 @@ def analyse_consensus(study: ConsensusStudy, records: Sequence[Mapping[str, Any]
     fam, named, points = _graph_rows(study, C, info, constants)
     rho = np.array([info.get(("deprl", "exact_gap", g, study.rounds[-1]), (np.nan,))[0] for g in study.gaps])
     in_fit = [r for r in fam if r["in_fit"]]
-    fit = consensus_slope([r["rho"] for r in in_fit], np.array([r["Cbar_seeds"] for r in in_fit]), n_boot=study.boot)
+    slopes = local_slopes([r["gap"] for r in in_fit], [r["rho"] for r in in_fit],
+                          np.array([r["Cbar_seeds"] for r in in_fit]), n_boot=study.boot)
+    regime = linearized_regime(slopes, study.floor)
+    # one line through the linearized regime only; a break at the first pair leaves that pair's two gaps
+    fitted = set(regime.gaps) if len(regime.gaps) >= 2 else set(slopes[0].gaps)
+    rows = [r for r in in_fit if r["gap"] in fitted]
+    for r in fam:
+        r["in_linearized_regime"] = r["gap"] in regime.gaps
+    fit = consensus_slope([r["rho"] for r in rows], np.array([r["Cbar_seeds"] for r in rows]), n_boot=study.boot)
     for row in named:
         r = row["rho"]
         row["Cbar_from_slope"] = float(np.exp(fit.intercept) * (r / (1 - r)) ** fit.slope) if 0 < r < 1 else None
@@ -471,7 +668,27 @@ def analyse_consensus(study: ConsensusStudy, records: Sequence[Mapping[str, Any]
     return ConsensusResult(study=study, slope=fit, tightness=slope_tightness(fit), lemma_label=label,
                            lemma_reason=reason, gaps=fam, topologies=named, predictors=preds, best_predictor=best,
                            predictor_statement=statement, transient=transient, gbar=gbar, gbar_reference=ref,
-                           constants=dict(constants_report or {}), sweep=dict(sweep or {}))
+                           constants=dict(constants_report or {}), local_slopes=slopes, regime=regime,
+                           realizable=_realizable_rows(study, fam, every), sweep=dict(sweep or {}))
+
+
+def _realizable_rows(study: ConsensusStudy, fam: Sequence[Mapping[str, Any]],
+                     records: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Misspecified study: per gap, its Cbar against the realizable problem's at the largest K, and the ratio."""
+    if study.true_rank is None:
+        return []
+    K = study.rounds[-1]
+    C = metric_table(records, "C", _KEY, seeds=study.seed_list, where={"true_rank": None})
+    rows = []
+    for r in fam:
+        real = C.get(("deprl", "exact_gap", r["gap"], K))
+        if real is None:
+            continue
+        ratio, ci = error_ratio(np.array(r["Cbar_seeds"]), real, n_boot=study.boot)
+        rows.append({"gap": r["gap"], "rho": r["rho"], "Cbar": r["Cbar"], "Cbar_realizable": float(np.nanmean(real)),
+                     "Cbar_realizable_seeds": real.tolist(), "ratio": ratio, "ratio_ci": ci.as_list(),
+                     "ci_method": ci.method})
+    return rows
 
 
 def run_consensus(study: ConsensusStudy, options: SweepOptions = SweepOptions()) -> tuple[ConsensusResult, Any]:
