@@ -273,3 +273,25 @@ def test_the_cli_reports_a_rejected_cache_file_in_one_line_and_gives_the_clean_n
     again = json.loads(res.stdout)
     assert again["metrics"] == clean["metrics"] and again["sweep"]["computed"] == 1
     assert res.stderr.count("recomputing") == 1 and victim.name in res.stderr
+
+
+# --------------------------------------------------------------------------- 5. divergence
+def test_a_spectral_sweep_where_every_run_diverges_is_reported_not_a_crash(cli, tmp_path):
+    res = cli("spectral", "--gaps", "0.5", "0.1", "--topologies", "ring", "--rounds", "50", "100", "--seeds", "2",
+              "--no-law", "--c", "50", "--beta-max", "100", "--out", "out", "--no-figures", "--no-progress", "-j", "1")
+    assert res.returncode == 1 and len(res.error_lines) == 1, res.stderr
+    assert "cannot analyse" in res.stderr and "diverged" in res.stderr and "Traceback" not in res.stderr
+    assert any((tmp_path / "out" / "cache").rglob("*.json"))  # the diverged runs are recorded
+
+
+def test_seed_means_of_diverged_cells_are_nan_without_a_warning():
+    import warnings
+
+    import numpy as np
+
+    from deprl_theory.experiments.records import seed_mean
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(seed_mean([np.nan, np.nan]))
+        np.testing.assert_array_equal(seed_mean(np.array([[1.0, 3.0], [np.nan, np.nan]]), axis=1), [2.0, np.nan])

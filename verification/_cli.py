@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from deprl_theory.experiments.records import InsufficientData
 from deprl_theory.io import to_jsonable
 from deprl_theory.sweep import SweepOptions, choose_executor
 
@@ -64,6 +65,9 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str, argv: Seque
     except UsageError as exc:
         sys.stderr.write(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else 'bad input'}\n")
         sys.exit(2)
+    except InsufficientData as exc:
+        sys.stderr.write(f"{prog}: cannot analyse: {str(exc).splitlines()[0]}\n")
+        sys.exit(1)
     except BrokenPipeError:
         # stdout closed early (e.g. piped into `head`): not an error of ours, and no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -75,7 +75,7 @@ from .boundcheck import bound_label, condition_failures, point_label
 from .cells import (TASK_VERSION, build_mixing, cell_cost, cell_params, cell_problem, check_cells, simulate_cell,
                     validate_result)
 from .laws import ShapeVerdict, shape_verdict
-from .records import metric_table
+from .records import InsufficientData, metric_table, seed_mean
 from .transient import measured_transient, template_K0, template_transient
 
 __all__ = ["DEFAULT_GAPS", "NAMED_TOPOLOGIES", "DEFAULT_ROUNDS", "PREDICTED_SLOPE", "PREDICTORS", "LINEARIZED_FLOOR",
@@ -395,7 +395,7 @@ def lemma_check(constants: Mapping[str, float] | None, *, n: int, beta: float, r
     ``measured`` are the seeds' Cbar; the label compares their mean with the
     bound (``out of scope`` if a condition fails with this beta and rho).
     """
-    mean = float(np.nanmean(measured)) if len(measured) else float("nan")
+    mean = float(seed_mean(measured)) if len(measured) else float("nan")
     if constants is None:
         return {"bound": None, "label": "not evaluated (no constants)", "failing_conditions": [], "ratio": None}
     lemma = consensus_lemma()
@@ -595,7 +595,7 @@ def _graph_rows(study: ConsensusStudy, C: Mapping, info: Mapping, constants) -> 
         ssum = noise_spectral_sum(W)
         with np.errstate(all="ignore"):
             out = {"rho": rho, "spectral_gap": 1 - rho, "x": float(rho / (1 - rho)) if 0 <= rho < 1 else None,
-                   "beta": beta, "Cbar": float(np.nanmean(row)), "Cbar_seeds": row.tolist(), "spectral_sum": ssum,
+                   "beta": beta, "Cbar": float(seed_mean(row)), "Cbar_seeds": row.tolist(), "spectral_sum": ssum,
                    "lemma": lemma_check(constants, n=n, beta=beta, rho=rho, measured=row)}
         if topology == "exact_gap":  # in_fit: usable in a log-log fit (the regime decides which gaps are fitted)
             fam.append({"gap": gap, "in_fit": bool(0 < rho < 1), **out})
@@ -616,16 +616,16 @@ def _transient(study: ConsensusStudy, G: Mapping, rho: np.ndarray, constants) ->
         gm = np.array([G.get(("deprl", "exact_gap", g, K), nan_row) for K in rounds])
         gbar[g] = gm
         with np.errstate(all="ignore"):
-            ratio = np.nanmean(gm, axis=1) / np.nanmean(ref, axis=1)
+            ratio = seed_mean(gm, axis=1) / seed_mean(ref, axis=1)
         rows.append({"gap": g, "rho": float(rho[i]), "measured_K": measured_transient(rounds, gm, ref, study.factor),
                      "predicted_K0": None if pred is None else float(pred[i]),
                      "ratio_to_reference": {str(K): float(v) for K, v in zip(rounds, ratio)},
-                     "Gbar": {str(K): float(np.nanmean(v)) for K, v in zip(rounds, gm)}})
+                     "Gbar": {str(K): float(seed_mean(v)) for K, v in zip(rounds, gm)}})
     tr = template_transient()
     with np.errstate(all="ignore"):
         transient = {"reference": "centralized (exact averaging) on the same N, K and seeds",
                      "factor": study.factor, "rounds": rounds,
-                     "reference_Gbar": {str(K): float(np.nanmean(v)) for K, v in zip(rounds, ref)},
+                     "reference_Gbar": {str(K): float(seed_mean(v)) for K, v in zip(rounds, ref)},
                      "predicted_K0_expr": None if pred is None else str(tr.K0),
                      "predicted_K0_large_N": None if pred is None else str(tr.K0_large_N),
                      "rows": rows}
@@ -650,6 +650,14 @@ def analyse_consensus(study: ConsensusStudy, records: Sequence[Mapping[str, Any]
     fam, named, points = _graph_rows(study, C, info, constants)
     rho = np.array([info.get(("deprl", "exact_gap", g, study.rounds[-1]), (np.nan,))[0] for g in study.gaps])
     in_fit = [r for r in fam if r["in_fit"]]
+    usable = [r for r in in_fit if np.isfinite(r["Cbar_seeds"]).any()]
+    if len(usable) < 2:
+        lost = sum(1 for r in records if r["result"]["diverged"] and r["params"]["topology"] == "exact_gap")
+        total = sum(1 for r in records if r["params"]["topology"] == "exact_gap")
+        raise InsufficientData(
+            f"the consensus slope needs at least two gaps with a finished run at K = {study.rounds[-1]}, got "
+            f"{len(usable)}: {lost} of {total} exact-gap runs diverged (their step sizes are in the cache)")
+    in_fit = usable
     slopes = local_slopes([r["gap"] for r in in_fit], [r["rho"] for r in in_fit],
                           np.array([r["Cbar_seeds"] for r in in_fit]), n_boot=study.boot)
     regime = linearized_regime(slopes, study.floor)
@@ -685,7 +693,7 @@ def _realizable_rows(study: ConsensusStudy, fam: Sequence[Mapping[str, Any]],
         if real is None:
             continue
         ratio, ci = error_ratio(np.array(r["Cbar_seeds"]), real, n_boot=study.boot)
-        rows.append({"gap": r["gap"], "rho": r["rho"], "Cbar": r["Cbar"], "Cbar_realizable": float(np.nanmean(real)),
+        rows.append({"gap": r["gap"], "rho": r["rho"], "Cbar": r["Cbar"], "Cbar_realizable": float(seed_mean(real)),
                      "Cbar_realizable_seeds": real.tolist(), "ratio": ratio, "ratio_ci": ci.as_list(),
                      "ci_method": ci.method})
     return rows

@@ -14,7 +14,32 @@ import numpy as np
 
 from ..engine import METRICS
 
-__all__ = ["metric_table", "run_rows", "diverged_runs", "step_table"]
+__all__ = ["InsufficientData", "seed_mean", "metric_table", "run_rows", "diverged_runs", "step_table"]
+
+
+class InsufficientData(ValueError):
+    """The runs that finished (divergence, failures) do not support an analysis; the message says what is missing.
+
+    Not a user error and not a bug: the sweep ran and its runs are in the
+    cache, with every diverged run recorded with its step sizes.
+    """
+
+
+def seed_mean(values, axis: int | None = None):
+    """Mean over seeds ignoring NaN (diverged runs); NaN, without a warning, where every seed diverged.
+
+    Examples
+    --------
+    >>> seed_mean(np.array([[1.0, np.nan], [np.nan, np.nan]]), axis=1)
+    array([ 1., nan])
+    """
+    a = np.asarray(values, dtype=float)
+    finite = ~np.isnan(a)
+    count = finite.sum(axis=axis)
+    total = np.where(finite, a, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = total / count
+    return np.where(count > 0, out, np.nan) if np.ndim(out) else (float(out) if count > 0 else float("nan"))
 
 
 def metric_table(

@@ -21,7 +21,7 @@ import numpy as np
 from ..rates import CI_METHOD, DEFAULT_MARGIN, RateFit, Verdict, fit_rate, speedup_verdict
 from ..sweep import SweepOptions, run_sweep
 from .cells import TASK_VERSION, cell_cost, cell_params, check_cells, checked_rho, simulate_cell, validate_result
-from .records import diverged_runs, metric_table, step_table
+from .records import diverged_runs, metric_table, seed_mean, step_table
 from .transient import PredictedTransient, predict_transient, transient_cells
 
 __all__ = ["FIT_METRICS", "DEFAULT_ROUNDS", "QUICK_ROUNDS", "SpeedupStudy", "MetricFit", "KEps", "SpeedupResult",
@@ -211,13 +211,13 @@ def rounds_to_accuracy(table: Mapping[tuple[int, int], np.ndarray], eps: float |
     with np.errstate(all="ignore"):
         for n in Ns:
             ks = np.array([k for k in Ks if (n, k) in table], dtype=float)
-            m = np.array([np.nanmean(table[(n, k)]) if np.isfinite(table[(n, k)]).any() else np.nan for k in ks])
+            m = np.array([seed_mean(table[(n, k)]) if np.isfinite(table[(n, k)]).any() else np.nan for k in ks])
             ok = np.isfinite(m) & (m > 0)
             if ok.sum() >= 2:
                 b, a = np.polyfit(np.log(ks[ok]), np.log(m[ok]), 1)
                 per_n[n] = (a, b, ks[ok].min(), ks[ok].max())
         if eps is None:
-            allm = np.array([np.nanmean(v) if np.isfinite(v).any() else np.nan for v in table.values()])
+            allm = np.array([seed_mean(v) if np.isfinite(v).any() else np.nan for v in table.values()])
             allm = allm[np.isfinite(allm) & (allm > 0)]
             eps = float(np.exp(np.mean(np.log(allm)))) if allm.size else float("nan")
     k_eps, extrapolated = {}, {}
@@ -344,7 +344,7 @@ def regime_starts(table: Mapping[tuple[int, int], np.ndarray], *, margin: float 
             out[n] = {"start": None, "reached": False, "slopes": [], "K": [], "needs": None}
             continue
         with np.errstate(all="ignore"):
-            y = np.array([np.nanmean(np.log(table[(n, k)])) for k in ks])
+            y = np.array([seed_mean(np.log(table[(n, k)])) for k in ks])
         x = np.log(np.array(ks, dtype=float))
         slopes = np.diff(y) / np.diff(x) if len(ks) > 1 else np.array([])
         within = np.abs(slopes - target) <= margin

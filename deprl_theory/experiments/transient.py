@@ -41,6 +41,7 @@ from ..bound import (SYMBOLS, Transient, default_bound, evaluate_expr, exponents
                      to_strings, transient_K0)
 from ..constants import estimate_constants
 from .cells import cell_problem
+from .records import seed_mean
 
 __all__ = ["PredictedTransient", "template_transient", "template_K0", "predict_transient", "transient_cells",
            "measured_transient", "Crossing", "transient_crossing", "NOISE_CONSENSUS_TERM", "noise_transient",
@@ -172,7 +173,7 @@ def transient_cells(table: Mapping[tuple[int, int], np.ndarray], *, tol: float =
         if len(ks) < 3:
             continue
         with np.errstate(all="ignore"):
-            y = np.array([np.nanmean(np.log(table[(n, k)])) for k in ks])
+            y = np.array([seed_mean(np.log(table[(n, k)])) for k in ks])
         x = np.log(np.array(ks, dtype=float))
         if not np.all(np.isfinite(y)):
             continue
@@ -200,7 +201,7 @@ def measured_transient(rounds: Sequence[int], gbar: np.ndarray, gbar_ref: np.nda
         raise ValueError(f"factor must exceed 1, got {factor}")
     rounds = np.asarray(rounds)
     with np.errstate(all="ignore"):
-        ratio = np.nanmean(np.asarray(gbar, float), axis=1) / np.nanmean(np.asarray(gbar_ref, float), axis=1)
+        ratio = seed_mean(np.asarray(gbar, float), axis=1) / seed_mean(np.asarray(gbar_ref, float), axis=1)
     ok = ratio <= factor
     for i in range(len(rounds)):
         if ok[i:].all():
@@ -256,7 +257,7 @@ def transient_crossing(rounds: Sequence[int], gbar: np.ndarray, gbar_ref: np.nda
     """
     K_grid = measured_transient(rounds, gbar, gbar_ref, factor)
     with np.errstate(all="ignore"):
-        ratio = np.nanmean(np.asarray(gbar, float), axis=1) / np.nanmean(np.asarray(gbar_ref, float), axis=1)
+        ratio = seed_mean(np.asarray(gbar, float), axis=1) / seed_mean(np.asarray(gbar_ref, float), axis=1)
     ratios = [float(r) for r in ratio]
     if K_grid is None:
         return Crossing(None, None, "above", ratios)
