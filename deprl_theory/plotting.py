@@ -224,7 +224,9 @@ def consensus_figures(result: "ConsensusResult") -> dict:
         samples = np.array([r["Cbar_seeds"] for r in pts])
         order = np.argsort(x)
         band(ax, x[order], samples[order], color=PALETTE[0], label="exact-gap family")
-        xs = np.geomspace(x.min(), x.max(), 50)
+        # the line spans the gaps it was fitted on: the linearized regime, not the saturated gaps beyond it
+        fitted = np.array([r["x"] for r in pts if r.get("in_linearized_regime", True)])
+        xs = np.geomspace(fitted.min(), fitted.max(), 50)
         ax.plot(xs, np.exp(fit.intercept) * xs ** fit.slope, "--", color=PALETTE[0], lw=1,
                 label=f"fit: slope {fit.slope:.2f} [{fit.ci.low:.2f}, {fit.ci.high:.2f}]")
         anchor = np.exp(fit.intercept) * x[order][0] ** fit.slope
