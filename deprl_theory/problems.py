@@ -270,6 +270,61 @@ def _check_positive_int(name: str, value: int, minimum: int = 1) -> int:
     return int(value)
 
 
+def _check_problem_args(kind, n_workers, dim, rank, batch, true_rank, noise, heterogeneity, activation, clusters,
+                        heads, covariance):
+    """Every argument check of :func:`make_problem`, apart from the drawing (ValueError naming the bad value).
+
+    Returns the checked ``n_workers, dim, rank, batch, true_rank, clusters`` and the covariance's Cholesky
+    factor (None for the identity).
+    """
+    if kind not in ("linear", "nonlinear"):
+        raise ValueError(f"unknown problem kind {kind!r}; choose 'linear' or 'nonlinear'")
+    n_workers = _check_positive_int("n_workers", n_workers)
+    dim = _check_positive_int("dim", dim)
+    rank = _check_positive_int("rank", rank)
+    batch = _check_positive_int("batch", batch)
+    if rank > dim:
+        raise ValueError(f"rank ({rank}) cannot exceed dim ({dim})")
+    if true_rank is None:
+        true_rank = rank
+    else:
+        true_rank = _check_positive_int("true_rank", true_rank)
+        if true_rank <= rank:
+            raise ValueError(f"true_rank ({true_rank}) must exceed rank ({rank}) (a misspecified model); "
+                             "leave it out for a realizable problem")
+        if true_rank > dim:
+            raise ValueError(f"true_rank ({true_rank}) cannot exceed dim ({dim})")
+    if not np.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be a finite number >= 0, got {noise}")
+    if not np.isfinite(heterogeneity) or heterogeneity < 0:
+        raise ValueError(f"heterogeneity must be >= 0, got {heterogeneity}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
+    if clusters is not None:
+        clusters = _check_positive_int("clusters", clusters)
+    if heads not in HEAD_DESIGNS:
+        raise ValueError(f"unknown heads design {heads!r}; choose from {', '.join(HEAD_DESIGNS)}")
+    if heads == "balanced":
+        groups = n_workers if clusters is None else clusters
+        if groups < true_rank:
+            what = f"N = {n_workers} workers" if clusters is None else f"{clusters} clusters"
+            which = "r" if true_rank == rank else "the true rank"
+            raise ValueError(f"balanced heads need at least {which} = {true_rank} draws to whiten, got {what}; "
+                             "use heads='iid' or a smaller rank")
+    cov_chol = None
+    if covariance is not None:
+        covariance = np.asarray(covariance, dtype=float)
+        if covariance.shape != (dim, dim):
+            raise ValueError(f"covariance must have shape ({dim}, {dim}), got {covariance.shape}")
+        if not np.allclose(covariance, covariance.T):
+            raise ValueError("covariance must be symmetric")
+        try:
+            cov_chol = np.linalg.cholesky(covariance)
+        except np.linalg.LinAlgError:
+            raise ValueError("covariance must be positive definite") from None
+    return n_workers, dim, rank, batch, true_rank, clusters, cov_chol
+
+
 def make_problem(
     kind: str = "linear",
     n_workers: int = 8,
@@ -358,51 +413,8 @@ def make_problem(
     >>> q.B_star.shape, q.heads_star.shape, q.B0.shape, q.rank, q.true_rank
     ((3, 6, 4), (3, 4, 4), (3, 6, 2), 2, 4)
     """
-    if kind not in ("linear", "nonlinear"):
-        raise ValueError(f"unknown problem kind {kind!r}; choose 'linear' or 'nonlinear'")
-    n_workers = _check_positive_int("n_workers", n_workers)
-    dim = _check_positive_int("dim", dim)
-    rank = _check_positive_int("rank", rank)
-    batch = _check_positive_int("batch", batch)
-    if rank > dim:
-        raise ValueError(f"rank ({rank}) cannot exceed dim ({dim})")
-    if true_rank is None:
-        true_rank = rank
-    else:
-        true_rank = _check_positive_int("true_rank", true_rank)
-        if true_rank <= rank:
-            raise ValueError(f"true_rank ({true_rank}) must exceed rank ({rank}) (a misspecified model); "
-                             "leave it out for a realizable problem")
-        if true_rank > dim:
-            raise ValueError(f"true_rank ({true_rank}) cannot exceed dim ({dim})")
-    if not np.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise must be a finite number >= 0, got {noise}")
-    if not np.isfinite(heterogeneity) or heterogeneity < 0:
-        raise ValueError(f"heterogeneity must be >= 0, got {heterogeneity}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
-    if clusters is not None:
-        clusters = _check_positive_int("clusters", clusters)
-    if heads not in HEAD_DESIGNS:
-        raise ValueError(f"unknown heads design {heads!r}; choose from {', '.join(HEAD_DESIGNS)}")
-    if heads == "balanced":
-        groups = n_workers if clusters is None else clusters
-        if groups < true_rank:
-            what = f"N = {n_workers} workers" if clusters is None else f"{clusters} clusters"
-            which = "r" if true_rank == rank else "the true rank"
-            raise ValueError(f"balanced heads need at least {which} = {true_rank} draws to whiten, got {what}; "
-                             "use heads='iid' or a smaller rank")
-    cov_chol = None
-    if covariance is not None:
-        covariance = np.asarray(covariance, dtype=float)
-        if covariance.shape != (dim, dim):
-            raise ValueError(f"covariance must have shape ({dim}, {dim}), got {covariance.shape}")
-        if not np.allclose(covariance, covariance.T):
-            raise ValueError("covariance must be symmetric")
-        try:
-            cov_chol = np.linalg.cholesky(covariance)
-        except np.linalg.LinAlgError:
-            raise ValueError("covariance must be positive definite") from None
+    n_workers, dim, rank, batch, true_rank, clusters, cov_chol = _check_problem_args(
+        kind, n_workers, dim, rank, batch, true_rank, noise, heterogeneity, activation, clusters, heads, covariance)
     mean = np.broadcast_to(np.asarray(head_mean, dtype=float), (true_rank,))
 
     rngs = seed_generators(seed, n_seeds, "problem")
