@@ -243,7 +243,7 @@ def _fieller(eN: float, eK: float, vNN: float, vKK: float, vNK: float, t: float)
     if a <= 0 or disc < 0:  # e_K is not distinguishable from 0: the set is unbounded
         return -math.inf, math.inf
     root = math.sqrt(disc)
-    return (-b - root) / (2 * a), (-b + root) / (2 * a)
+    return float((-b - root) / (2 * a)), float((-b + root) / (2 * a))
 
 
 def fit_rate(N: np.ndarray, K: np.ndarray, values: np.ndarray, *, ci: float = 0.95) -> RateFit:
