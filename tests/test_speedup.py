@@ -287,3 +287,44 @@ def test_rounds_auto_stops_at_once_on_the_linear_problem(cli):
     assert s["stopping"]["why"].startswith("every N reached the asymptotic regime")
     assert all(r["reached"] and r["K"] == [250, 500, 1000] for r in s["regime"].values())
     assert s["verdict"] == "linear"
+
+
+def test_regime_estimates_where_the_trend_of_local_slopes_meets_the_margin_and_the_rate():
+    from deprl_theory.experiments.speedup import regime_starts
+
+    ks = (500, 1000, 2000, 4000, 8000)
+
+    def curve(slopes):
+        y = np.cumsum([0.0, *[s * np.log(2) for s in slopes]])
+        return {(4, k): np.array([np.exp(v)]) for k, v in zip(ks, y)}
+
+    # the last slope has just entered the margin: one more doubling can confirm the regime
+    entering = regime_starts(curve([-0.1, -0.26, -0.37, -0.42]), margin=0.1)[4]
+    assert not entering["reached"] and entering["needs"] == 16000
+    # slopes at the margin's edge, creeping towards -1/2: the regime test passes, the rate is still ahead
+    edge = regime_starts(curve([-0.35, -0.40, -0.41, -0.43]), margin=0.1)[4]
+    assert edge["reached"] and edge["to_target"] > 8000
+    # slow trend (0.02 per doubling from -0.43 to -0.5): about 3.5 doublings past the middle of the last pair
+    assert 8000 * 2**2 < edge["to_target"] < 8000 * 2**5
+    # at the rate: no estimate is needed
+    at_rate = regime_starts(curve([-0.5, -0.5, -0.49, -0.5]), margin=0.1)[4]
+    assert at_rate["to_target"] is None
+    # a trend that points away from -1/2 gives no estimate rather than a negative or absurd one
+    away = regime_starts(curve([-0.3, -0.25, -0.2, -0.15]), margin=0.1)[4]
+    assert away["needs"] is None and away["to_target"] is None
+
+
+def test_rounds_auto_flags_a_verdict_whose_e_K_interval_is_not_at_the_rate():
+    from dataclasses import replace
+
+    from deprl_theory.experiments.speedup import _flag_pre_asymptotic
+
+    flat = analyse(planted_records(e_N=-0.35, e_K=-0.38))
+    regime = {n: {**r, "to_target": 7.6e5 if n == 4 else None} for n, r in flat.regime.items()}
+    flagged = _flag_pre_asymptotic(replace(flat, regime=regime, stopping={"why": "budget"}))
+    assert flagged.headline.verdict.asymptotic is False
+    assert "pre-asymptotic" in flagged.headline.verdict.reason and "7.6e+05 (N = 4)" in flagged.headline.verdict.reason
+    assert "pre_asymptotic" in flagged.stopping
+    assert flagged.verdict == flat.verdict  # the verdict word stays what the data say
+    at_rate = analyse(planted_records())
+    assert _flag_pre_asymptotic(at_rate) == at_rate
