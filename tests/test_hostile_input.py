@@ -168,6 +168,10 @@ def test_bad_bound_files_exit_2_with_one_line(cli, tmp_path, spec, needle):
     ("bench", ["--seeds", "0"], "positive"),
     ("report", ["--out", "/proc/x"], "/proc"),
     ("design", ["--instances", "2"], "at least 3"),
+    ("regime", ["--floor-betas", "0.1"], "two steps"),
+    ("regime", ["--c", "nan"], "finite"),
+    ("regime", ["--head-rules", "banana"], "head rule"),
+    ("regime", ["--out", "/proc/x"], "/proc"),
 ])
 def test_invalid_settings_exit_2_in_one_line_before_anything_is_written(cli, tmp_path, command, args, needle):
     before = set(tmp_path.iterdir())

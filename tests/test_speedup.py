@@ -328,3 +328,22 @@ def test_rounds_auto_flags_a_verdict_whose_e_K_interval_is_not_at_the_rate():
     assert flagged.verdict == flat.verdict  # the verdict word stays what the data say
     at_rate = analyse(planted_records())
     assert _flag_pre_asymptotic(at_rate) == at_rate
+
+
+def test_rounds_auto_keeps_growing_while_the_fitted_e_K_is_off_the_rate_and_the_budget_allows():
+    import time
+    from dataclasses import replace
+
+    from deprl_theory.experiments.speedup import _extend_rounds
+
+    flat = analyse(planted_records(e_N=-0.35, e_K=-0.38))
+    study = flat.study
+    reached = {n: {**r, "reached": True, "to_target": 1e6 if n in (4, 8) else None} for n, r in flat.regime.items()}
+    grown, why = _extend_rounds(study, replace(flat, regime=reached), 256_000, time.monotonic() + 600)
+    assert why == "" and grown.rounds_of(4)[-1] == 8000 and grown.rounds_of(16)[-1] == 4000
+    _, why = _extend_rounds(study, replace(flat, regime=reached), 256_000, time.monotonic() - 1)
+    assert "not within the margin" in why and "--budget" in why
+    at_rate = analyse(planted_records())
+    done = {n: {**r, "reached": True, "to_target": 1e6} for n, r in at_rate.regime.items()}
+    grown, why = _extend_rounds(at_rate.study, replace(at_rate, regime=done), 256_000, time.monotonic() + 600)
+    assert grown is None and why == "every N reached the asymptotic regime"

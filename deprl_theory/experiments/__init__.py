@@ -9,6 +9,7 @@
 * :mod:`.transient_law` the transient K0 ~ N^a (1-rho)^-q measured, held out, tabulated
 * :mod:`.boundcheck` the symbolic bound against measurement: holds / violated / out of scope, and its shape
 * :mod:`.laws`       power-law fits with intervals, and the shape verdict of a bound
+* :mod:`.regime`     what delays the asymptotic regime: step constant, plateau, floor, scales
 
 Each experiment is a frozen *study* (what to run), a ``run_*`` function that
 runs the cached sweep, an ``analyse_*`` function that only reads records, and

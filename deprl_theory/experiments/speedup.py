@@ -522,13 +522,27 @@ def _next_seeds(result: SpeedupResult, tried: int, max_seeds: int) -> int:
 
 def _extend_rounds(study: SpeedupStudy, result: SpeedupResult, max_rounds: int, deadline: float,
                    workers: int = 1) -> tuple[SpeedupStudy | None, str]:
-    """The study with the next K (twice the largest) for every N not yet in the regime, or None and why not."""
+    """The study with the next K (twice the largest) for every N not yet in the regime, or None and why not.
+
+    When every N's local slopes sit within the margin but the fitted e_K CI
+    does not (slopes at the margin's edge, creeping towards -1/2), the N whose
+    trend still points at -1/2 beyond the grid keep growing while the budget
+    allows: the budget the user granted is spent getting closer to the rate.
+    """
     pending = [n for n in study.n if not result.regime[n]["reached"]]
+    prefix = ""
     if not pending:
-        return None, "every N reached the asymptotic regime"
+        done = "every N reached the asymptotic regime"
+        fit = result.headline.fit
+        if fit is None or (-0.5 - study.margin <= fit.e_K_ci.low and fit.e_K_ci.high <= -0.5 + study.margin):
+            return None, done
+        pending = [n for n in study.n if result.regime[n].get("to_target") is not None]
+        if not pending:
+            return None, f"{done}; the fitted e_K CI is not within the margin and no trend points further"
+        prefix = f"{done}, but the fitted e_K CI is not within the margin; "
     grow = {n: 2 * study.rounds_of(n)[-1] for n in pending if 2 * study.rounds_of(n)[-1] <= max_rounds}
     if not grow:
-        return None, f"the next K would pass --max-rounds {max_rounds}"
+        return None, f"{prefix}the next K would pass --max-rounds {max_rounds}"
     # a cell's cost is linear in K: the next cells cost about twice the largest ones of their N did
     seconds = {(int(r["params"]["N"]), int(r["params"]["K"])): float(r["result"].get("seconds", 0.0))
                for r in result.records}
@@ -537,7 +551,7 @@ def _extend_rounds(study: SpeedupStudy, result: SpeedupResult, max_rounds: int, 
     # worker's share and the longest single cell (a cell is one task)
     expect = max(sum(cells) / max(1, workers), max(cells))
     if time.monotonic() + expect > deadline:
-        return None, f"the next K (about {expect:.0f} s of runs) would pass the --budget"
+        return None, f"{prefix}the next K (about {expect:.0f} s of runs) would pass the --budget"
     extra = {n: tuple(study.extra_rounds.get(n, ())) + ((grow[n],) if n in grow else ()) for n in study.n}
     return replace(study, extra_rounds=extra), ""
 
