@@ -3,7 +3,7 @@
 The toolkit treats the paper's bound as *editable data*: a :class:`Bound` is a
 set of named sympy terms, the step-size conditions under which it holds, and a
 description of the quantity it bounds.  The default (:func:`default_bound`) is
-the reconstructed template of THEORY.md section 5::
+the reconstructed template of docs/theory.md, section 5::
 
     (1/K) sum_{k<K} (a H_k + R_k) <=  T_opt  = 2 Delta / (beta K)
                                    + T_rep  = beta L_phi sigma_phi^2 / N
@@ -335,7 +335,7 @@ def make_bound(
 
 
 def default_bound() -> Bound:
-    """The reconstructed bound template of THEORY.md section 5.
+    """The reconstructed bound template of docs/theory.md, section 5.
 
     Setting: DePRL with N workers, tau head steps of size alpha and one
     representation step of size beta per round, gossip with mixing matrix of
@@ -389,7 +389,7 @@ def consensus_lemma() -> Bound:
 
     Setting: gossip ``Phi <- W (Phi - beta G)`` with mixing rate rho,
     representation-gradient noise ``sigma_phi^2`` and heterogeneity
-    ``delta^2`` (THEORY.md section 5, reconstructed). Upper bound::
+    ``delta^2`` (docs/theory.md, section 5, reconstructed). Upper bound::
 
         Cbar_K = (1/K) sum_k C_k <= 6 rho^2 beta^2 (sigma_phi^2 + delta^2) / (1 - rho)^2
 
@@ -438,7 +438,7 @@ def to_strings(bound: Bound) -> dict:
 def theory_step_rule(
     a: ExprLike | None = None, *, head_rule: ExprLike | None = None
 ) -> dict[str, sympy.Expr]:
-    """Step sizes of THEORY.md section 6: ``beta = c sqrt(N/K)``, ``alpha = a beta / tau``.
+    """Step sizes of docs/theory.md, section 6: ``beta = c sqrt(N/K)``, ``alpha = a beta / tau``.
 
     Parameters
     ----------

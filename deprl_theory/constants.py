@@ -1,4 +1,4 @@
-"""Estimate the constants of the bound template (THEORY.md sections 3 and 5) from a problem.
+"""Estimate the constants of the bound template (docs/theory.md, sections 3 and 5) from a problem.
 
 The template needs smoothness constants ``L_theta``, ``L_phi``, ``L_thetaphi``
 (A1), gradient-noise variances ``sigma_theta^2``, ``sigma_phi^2`` at the

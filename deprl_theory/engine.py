@@ -1,6 +1,6 @@
 """Vectorized DePRL and its baselines: S seeds x N workers advance in one call.
 
-One round k of DePRL (THEORY section 2), for every worker i at once:
+One round k of DePRL (docs/theory.md, section 2), for every worker i at once:
 
 1. head: ``tau`` SGD steps on theta_i with Phi_i frozen, step ``alpha``;
 2. representation: one SGD step on Phi_i with the new head, step ``beta``;
@@ -145,7 +145,7 @@ def theory_step_sizes(
     beta_max: float = 0.5,
     alpha_max: float = 0.5,
 ) -> StepSizes:
-    """Step sizes of the theory (THEORY sections 5-6).
+    """Step sizes of the theory (docs/theory.md, sections 5-6).
 
     ``beta = c sqrt(N / K)``; ``alpha = a beta / tau`` with ``a`` from
     ``head_rule`` ("1/N" by default), or a fixed ``head_step`` alpha if given.

@@ -1026,7 +1026,7 @@ def linear_stationarity(problem: Problem, theta: np.ndarray, B: np.ndarray) -> d
 def population_metrics(
     problem: Problem, theta: np.ndarray, B: np.ndarray, *, ground_truth: bool = True
 ) -> dict[str, np.ndarray]:
-    """The convergence measures of THEORY section 4, per seed (arrays of shape (S,)).
+    """The convergence measures of docs/theory.md, section 4, per seed (arrays of shape (S,)).
 
     R   = ||grad_Phi F(Theta, phibar)||^2          representation stationarity
     H   = mean_i ||grad_theta F_i(theta_i, phibar)||^2   head stationarity

@@ -1,6 +1,6 @@
 """Rate exponents with calibrated confidence intervals, and the verdict read from them.
 
-THEORY section 6: fit ``log Gbar = a0 + e_N log N + e_K log K`` over the
+docs/theory.md, section 6: fit ``log Gbar = a0 + e_N log N + e_K log K`` over the
 cells (N, K) of a sweep and read the speedup exponent ``s = e_N / e_K``
 (rounds to reach accuracy eps scale as N^-s).
 
@@ -156,7 +156,7 @@ def _seeds_to_decide(fit: RateFit, boundary: float) -> int | None:
 
 def speedup_verdict(fit: RateFit, *, margin: float = DEFAULT_MARGIN, flat: float = -0.1,
                     theory_e_K: float = -0.5) -> Verdict:
-    """Verdict from the CIs of the speedup exponent s and of e_K (THEORY section 6).
+    """Verdict from the CIs of the speedup exponent s and of e_K (docs/theory.md, section 6).
 
     An equivalence test with margin m on the CI ``[lo, hi]`` of s:
 

@@ -1,4 +1,4 @@
-"""Plain-loop transcription of DePRL (THEORY section 2), used to check the engine.
+"""Plain-loop transcription of DePRL (docs/theory.md, section 2), used to check the engine.
 
 :func:`reference_run` advances one seed, one worker and one sample at a time
 with Python loops and 1-D/2-D numpy only: every line reads like the algorithm

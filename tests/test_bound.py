@@ -1,4 +1,4 @@
-"""Tests of the symbolic bound: the consequences THEORY.md section 5 says it must yield."""
+"""Tests of the symbolic bound: the consequences docs/theory.md, section 5 says it must yield."""
 from __future__ import annotations
 
 import numpy as np
@@ -109,7 +109,7 @@ def test_transient_scales_as_N3_rho4_over_gap4(theory_bound):
 
 
 def test_transient_on_ring_grows_like_N11():
-    # ring: 1 - rho ~ g / N^2, so K0 ~ N^3 (N^2)^4 = N^11 (THEORY section 5)
+    # ring: 1 - rho ~ g / N^2, so K0 ~ N^3 (N^2)^4 = N^11 (docs/theory.md, section 5)
     rule = {**theory_step_rule("1/N"), "rho": "1 - g/N**2"}
     t = transient_K0(default_bound(), rule)
     assert t.N_exponent == 11

@@ -1,4 +1,4 @@
-"""The vectorized engine against a plain per-worker transcription of THEORY section 2."""
+"""The vectorized engine against a plain per-worker transcription of docs/theory.md, section 2."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""Mixing matrices: closed-form spectra (THEORY.md section 7), A4 checks, errors, CLI."""
+"""Mixing matrices: closed-form spectra (docs/theory.md, section 3 (closed-form gaps)), A4 checks, errors, CLI."""
 from __future__ import annotations
 
 import json

@@ -106,7 +106,7 @@ def bound_from_spec(spec: Any) -> BoundSpec:
 
 
 def default_spec() -> BoundSpec:
-    """The template of THEORY section 5, compared with Rbar + a Hbar (= Gbar under a = 1/N)."""
+    """The template of docs/theory.md, section 5, compared with Rbar + a Hbar (= Gbar under a = 1/N)."""
     return BoundSpec(default_bound(), "aH+R", {}, user=False)
 
 

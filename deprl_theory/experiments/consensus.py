@@ -1,6 +1,6 @@
 """The spectral-gap experiment: how the consensus error depends on the mixing matrix, and whether its bound holds.
 
-Claim checked (THEORY section 5, reconstructed consensus lemma,
+Claim checked (docs/theory.md, section 5, reconstructed consensus lemma,
 :func:`deprl_theory.bound.consensus_lemma`): at fixed N, K and step size beta
 
     Cbar <= 6 rho^2 beta^2 (sigma_phi^2 + delta^2) / (1 - rho)^2

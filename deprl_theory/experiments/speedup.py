@@ -4,7 +4,7 @@ For each N of a list, a grid of rounds K and S seeds, the algorithm runs with
 the theory's step sizes (beta = c sqrt(N/K), alpha = a beta / tau); the
 time-averaged metrics Rbar, Hbar, Gbar are fitted as
 ``log Mbar = a0 + e_N log N + e_K log K`` (bootstrap over seeds), and the
-speedup exponent ``s = e_N / e_K`` gives the verdict (THEORY section 6).
+speedup exponent ``s = e_N / e_K`` gives the verdict (docs/theory.md, section 6).
 
 :class:`SpeedupStudy` says what to run; :func:`run_speedup` runs the sweep and
 calls :func:`analyse_speedup`, which only reads records and can be tested

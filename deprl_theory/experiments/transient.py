@@ -1,6 +1,6 @@
 """When does linear speedup start? The one home of the consensus transient, predicted and measured.
 
-THEORY section 5: the consensus term ~ N rho^2 / (K (1 - rho)^2) is of higher
+docs/theory.md, section 5: the consensus term ~ N rho^2 / (K (1 - rho)^2) is of higher
 order and falls below the leading (N K)^(-1/2) term after a transient
 ``K0 ~ N^3 rho^4 / (1 - rho)^4``.
 

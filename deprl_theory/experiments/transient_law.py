@@ -14,7 +14,7 @@ measured log K0 (:func:`~deprl_theory.experiments.laws.fit_power_law`,
 residual t intervals: a law that does not fit widens its own intervals) and
 compared with two predictions derived symbolically:
 
-* the template (THEORY section 5), upper bound: ``K0 ~ N^3 rho^4 / (1 - rho)^4``, a = 3, q = 4;
+* the template (docs/theory.md, section 5), upper bound: ``K0 ~ N^3 rho^4 / (1 - rho)^4``, a = 3, q = 4;
 * the noise-dominated alternative
   (:func:`~deprl_theory.experiments.transient.noise_transient`):
   ``Cbar ~ beta^2 rho^2 / (1 - rho^2)`` gives ``K0 ~ N^3 rho^4 / (1 - rho^2)^2``, a = 3, q = 2.
@@ -26,7 +26,7 @@ estimated per N), so that measured and predicted are read the same way.
 Then the law answers the user's question for named graphs: rounds until
 linear speedup for each topology of :data:`TABLE_TOPOLOGIES` at each N of
 :data:`TABLE_N`, from the law and the graph's exact gap (the spectral gap of
-the matrix the cells run; THEORY section 7 has the closed forms, the
+the matrix the cells run; docs/theory.md, section 3, has the closed forms, the
 exponential graph is computed), with a 95% prediction interval; a cell
 outside the fitted range of N or of the gap is marked as an extrapolation.
 The law was measured on the exact-gap family, whose whole-spectrum noise sum
