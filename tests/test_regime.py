@@ -94,6 +94,6 @@ def test_regime_cli_end_to_end(cli):
     assert s["grid"][0]["by_N"]["4"]["K"] == [100, 200]
 
 
-def test_regime_cli_user_errors_exit_2(cli, tmp_path):
+def test_regime_cli_user_errors_exit_2(cli):
     res = cli("regime", "--rounds", "100", "--no-progress", "--out", "out")
     assert res.returncode == 2 and "two K" in res.stderr and "Traceback" not in res.stderr

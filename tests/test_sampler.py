@@ -31,6 +31,7 @@ import pytest
 from scipy import stats
 
 import deprl_theory.engine as engine
+from deprl_theory import mixing_matrix
 from deprl_theory.engine import (ALGORITHMS, DrawStream, ProjectedDrawStream, minibatch_generators,
                                  normals_per_worker_round, run)
 from deprl_theory.problems import (ACTIVATIONS, Problem, head_gradient, make_problem, minibatch_features,
@@ -46,14 +47,6 @@ BROKEN_P = 1e-8
 # ---------------------------------------------------------------------------
 # Helpers.
 # ---------------------------------------------------------------------------
-def _ring(n: int) -> np.ndarray:
-    W = np.eye(n) / 3
-    for i in range(n):
-        W[i, (i + 1) % n] += 1 / 3
-        W[i, (i - 1) % n] += 1 / 3
-    return W
-
-
 def _coloured(d: int, seed: int = 7) -> np.ndarray:
     A = np.random.default_rng(seed).standard_normal((d, d))
     return A @ A.T / d + 0.5 * np.eye(d)
@@ -165,7 +158,7 @@ def _rbar(kind: str, sampler: str, seed: int, true_rank: int | None = None) -> n
     """Time-averaged R of a short deprl run, one value per seed (300 seeds of one instance)."""
     p = make_problem(kind, 4, dim=6, rank=2, true_rank=true_rank, noise=0.3, batch=5, n_eval=30, n_seeds=1, seed=5)
     p = _replicated(p, 300)
-    res = run(p, _ring(4), rounds=30, tau=2, alpha=0.2, beta=0.2, seed=seed, sampler=sampler, average_every=1)
+    res = run(p, mixing_matrix("ring", 4), rounds=30, tau=2, alpha=0.2, beta=0.2, seed=seed, sampler=sampler, average_every=1)
     assert not res.diverged.any()
     return res.averages["R"]
 
@@ -335,11 +328,11 @@ def test_engine_converges_to_the_truth_without_noise(sampler):
     the excess risk still falls towards 0. Every round of both runs draws at a singular covariance."""
     p = make_problem("linear", 4, dim=6, rank=2, noise=0.0, batch=8, covariance=_coloured(6), n_seeds=2, seed=3)
     p = dataclasses.replace(p, B0=p.B_star.copy())
-    held = run(p, _ring(4), rounds=300, tau=3, alpha=0.2, beta=0.0, seed=1, sampler=sampler)
+    held = run(p, mixing_matrix("ring", 4), rounds=300, tau=3, alpha=0.2, beta=0.0, seed=1, sampler=sampler)
     assert np.isfinite(held.theta).all()
     np.testing.assert_allclose(held.theta, p.heads_star, rtol=0, atol=1e-13)
     assert np.all(held.final["excess_risk"] < 1e-28)
-    moving = run(p, _ring(4), rounds=300, tau=3, alpha=0.2, beta=0.05, seed=1, sampler=sampler)
+    moving = run(p, mixing_matrix("ring", 4), rounds=300, tau=3, alpha=0.2, beta=0.05, seed=1, sampler=sampler)
     assert not moving.diverged.any() and np.isfinite(moving.B).all()
     assert np.all(moving.final["excess_risk"] < 1e-6)
 
@@ -352,23 +345,23 @@ def test_projected_seeds_are_independent_and_reproducible(kind):
     kw = dict(dim=5, rank=2, n_eval=20, seed=0)
     p3 = make_problem(kind, 4, n_seeds=3, **kw)
     args = dict(rounds=15, tau=2, alpha=0.05, beta=0.05, sampler="projected")
-    a = run(p3, _ring(4), seed=5, **args)
-    b = run(p3, _ring(4), seed=5, **args)
+    a = run(p3, mixing_matrix("ring", 4), seed=5, **args)
+    b = run(p3, mixing_matrix("ring", 4), seed=5, **args)
     np.testing.assert_array_equal(a.B, b.B)
     np.testing.assert_array_equal(a.theta, b.theta)
-    assert not np.allclose(run(p3, _ring(4), seed=6, **args).B, a.B)
+    assert not np.allclose(run(p3, mixing_matrix("ring", 4), seed=6, **args).B, a.B)
     assert not np.allclose(a.B[:, 1], a.B[:, 2])
     # seed j's numbers do not depend on the other seeds of the batch
     p5 = make_problem(kind, 4, n_seeds=5, **kw)
-    d = run(p5, _ring(4), seed=5, **args)
+    d = run(p5, mixing_matrix("ring", 4), seed=5, **args)
     np.testing.assert_array_equal(d.B[:3], a.B)
     np.testing.assert_array_equal(d.theta[:3], a.theta)
-    one = run(_seeds(p5, [1]), _ring(4), seed=[minibatch_generators(5, 5)[1]], **args)
+    one = run(_seeds(p5, [1]), mixing_matrix("ring", 4), seed=[minibatch_generators(5, 5)[1]], **args)
     np.testing.assert_array_equal(one.theta[0], d.theta[1])
     # and a seed that blows up (frozen at NaN from its first round on) leaves the others' numbers alone
     B0 = p5.B0.copy()
     B0[0] *= 1e7
-    wild = run(dataclasses.replace(p5, B0=B0), _ring(4), seed=5, **args)
+    wild = run(dataclasses.replace(p5, B0=B0), mixing_matrix("ring", 4), seed=5, **args)
     assert wild.diverged.tolist() == [True, False, False, False, False]
     np.testing.assert_array_equal(wild.theta[1:], d.theta[1:])
     np.testing.assert_array_equal(wild.B[1:], d.B[1:])
@@ -377,8 +370,8 @@ def test_projected_seeds_are_independent_and_reproducible(kind):
 def test_projected_draws_are_round_major():
     """A projected run's first K rounds are the same whatever its length (its draws come one round at a time)."""
     p = make_problem("linear", 4, dim=5, rank=2, n_seeds=2, seed=0)
-    short = run(p, _ring(4), rounds=5, tau=2, alpha=0.05, beta=0.05, seed=3, eval_every=1, sampler="projected")
-    long = run(p, _ring(4), rounds=9, tau=2, alpha=0.05, beta=0.05, seed=3, eval_every=1, sampler="projected")
+    short = run(p, mixing_matrix("ring", 4), rounds=5, tau=2, alpha=0.05, beta=0.05, seed=3, eval_every=1, sampler="projected")
+    long = run(p, mixing_matrix("ring", 4), rounds=9, tau=2, alpha=0.05, beta=0.05, seed=3, eval_every=1, sampler="projected")
     for m in ("R", "H", "C", "excess_risk"):
         np.testing.assert_array_equal(long.trace[m][:, :6], short.trace[m])
 
@@ -392,14 +385,14 @@ def test_every_algorithm_runs_on_the_projected_sampler(kind, algorithm):
 
     p = make_problem(kind, 5, dim=6, rank=2, batch=4, n_eval=20, covariance=_coloured(6), n_seeds=2, seed=11)
     kw = dict(algorithm=algorithm, rounds=12, tau=3, alpha=0.05, beta=0.1, seed=[101, 202], sampler="projected")
-    res = run(p, _ring(5), **kw)
+    res = run(p, mixing_matrix("ring", 5), **kw)
     assert not res.diverged.any() and np.isfinite(res.theta).all() and np.isfinite(res.B).all()
     assert res.B.shape == (2, 5, 6, 2) and res.B.flags.c_contiguous
     assert np.isfinite(res.averages["G"]).all() and np.isfinite(res.final["excess_risk"]).all()
     if algorithm == "centralized":
         assert np.all(res.averages["C"] < 1e-25)
     if algorithm in ("deprl", "dpsgd"):
-        sparse = run(p, sp.csr_array(_ring(5)), **kw)
+        sparse = run(p, sp.csr_array(mixing_matrix("ring", 5)), **kw)
         np.testing.assert_allclose(sparse.B, res.B, rtol=0, atol=1e-12)
 
 
@@ -450,8 +443,8 @@ def test_a_seeds_time_averages_do_not_depend_on_the_batch(sampler, rounds):
     same in a batch of 2 or of 7 seeds (the stacking depends on one seed's size only)."""
     p7 = make_problem("linear", 6, dim=5, rank=2, n_seeds=7, seed=0)
     kw = dict(rounds=rounds, tau=2, alpha=0.05, beta=0.05, sampler=sampler)
-    big = run(p7, _ring(6), seed=list(range(7)), **kw)
-    small = run(_seeds(p7, [0, 1]), _ring(6), seed=[0, 1], **kw)
+    big = run(p7, mixing_matrix("ring", 6), seed=list(range(7)), **kw)
+    small = run(_seeds(p7, [0, 1]), mixing_matrix("ring", 6), seed=[0, 1], **kw)
     for m in ("R", "H", "C", "G"):
         np.testing.assert_array_equal(big.averages[m][:2], small.averages[m])
         np.testing.assert_array_equal(big.trace[m][:2], small.trace[m])
@@ -492,8 +485,8 @@ def test_draw_buffers_are_capped_at_the_run_length():
     assert projected.chunk == 1 and (H.shape, X.shape, eps.shape) == ((2, 4, 5, 10, 4), (2, 4, 10, 20), (2, 4, 10))
     # a short run (fewer rounds than the uncapped chunk) still matches the plain loop
     p = make_problem("linear", 4, dim=6, rank=2, batch=4, n_seeds=2, seed=11)
-    res = run(p, _ring(4), rounds=5, tau=3, alpha=0.05, beta=0.1, seed=[3, 4], sampler="direct")
-    theta_ref, B_ref = reference_run(p, _ring(4), "deprl", 5, 3, 0.05, 0.1, [3, 4])
+    res = run(p, mixing_matrix("ring", 4), rounds=5, tau=3, alpha=0.05, beta=0.1, seed=[3, 4], sampler="direct")
+    theta_ref, B_ref = reference_run(p, mixing_matrix("ring", 4), "deprl", 5, 3, 0.05, 0.1, [3, 4])
     np.testing.assert_allclose(res.theta, theta_ref, rtol=0, atol=1e-10)
     np.testing.assert_allclose(res.B, B_ref, rtol=0, atol=1e-10)
 

@@ -24,7 +24,7 @@ from deprl_theory.sweep import SweepOptions, choose_executor
 
 __all__ = ["ArgumentParser", "UsageError", "run_main", "dump_json", "user_input", "positive_int", "nonneg_int",
            "positive_float", "nonneg_float", "finite_float", "unit_float", "fraction", "margin", "output_dir",
-           "add_sweep_options", "sweep_options", "close_options", "one_of", "SCHEDULER_TIMEOUT"]
+           "add_sweep_options", "sweep_options", "close_options", "one_of", "finish_study", "SCHEDULER_TIMEOUT"]
 
 #: seconds to wait for a Dask scheduler before giving up with a one-line error
 SCHEDULER_TIMEOUT = 10.0
@@ -226,6 +226,24 @@ def sweep_options(args: argparse.Namespace, default_out: str, cells: Sequence[di
                            scheduler=scheduler, use_cache=not args.no_cache,
                            progress=not args.no_progress)
     return options, out, figures
+
+
+def finish_study(prog: str, args: argparse.Namespace, out: Path, result: Any, sweep: Any, seconds: float,
+                 render: Callable[[dict], str]) -> int:
+    """The end of a study command: failed cells named on stderr, ``summary.json`` written atomically, then printed.
+
+    ``result`` has ``as_dict()``; ``sweep`` is the finished sweep (its
+    ``failures``). Returns the exit status, 0.
+    """
+    from deprl_theory.io import provenance, write_json_atomic
+
+    for f in sweep.failures:
+        where = " ".join(f"{k}={v}" for k, v in f["params"].items() if k in ("N", "K", "c", "head_rule", "heads"))
+        sys.stderr.write(f"{prog}: cell {where} failed: {f['error']}\n")
+    summary = {**result.as_dict(), "seconds": seconds, "provenance": provenance()}
+    write_json_atomic(out / "summary.json", summary)
+    print(dump_json(summary, indent=2) if args.json else render(summary))
+    return 0
 
 
 def close_options(options: SweepOptions) -> None:

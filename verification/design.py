@@ -13,9 +13,8 @@ import time
 from typing import Sequence
 
 from deprl_theory.experiments.design import DesignStudy, run_design
-from deprl_theory.io import provenance, write_json_atomic
 from verification._cli import (ArgumentParser, add_problem_options, add_step_options, add_sweep_options,
-                               cell_overrides, close_options, dump_json, positive_int, run_main, sweep_options,
+                               cell_overrides, close_options, finish_study, positive_int, run_main, sweep_options,
                                user_input)
 
 PROG = "python -m verification.design"
@@ -44,13 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         study.check()
     options, out, _ = sweep_options(args, DEFAULT_OUT, study.cells(), study.instances)
     try:
-        result, _ = run_design(study, options)
+        result, sweep = run_design(study, options)
     finally:
         close_options(options)
-    summary = {**result.as_dict(), "seconds": time.monotonic() - t0, "provenance": provenance()}
-    write_json_atomic(out / "summary.json", summary)
-    print(dump_json(summary, indent=2) if args.json else render(summary))
-    return 0
+    return finish_study(PROG, args, out, result, sweep, time.monotonic() - t0, render)
 
 
 def render(s: dict) -> str:

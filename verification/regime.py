@@ -17,9 +17,8 @@ import time
 from typing import Sequence
 
 from deprl_theory.experiments.regime import RegimeStudy, run_regime
-from deprl_theory.io import provenance, write_json_atomic
 from verification._cli import (ArgumentParser, add_graph_options, add_problem_options, add_sweep_options,
-                               cell_overrides, close_options, dump_json, head_rule, positive_float, positive_int,
+                               cell_overrides, close_options, finish_study, head_rule, positive_float, positive_int,
                                run_main, sweep_options, user_input)
 
 PROG = "python -m verification.regime"
@@ -64,13 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         study.check()
     options, out, _ = sweep_options(args, DEFAULT_OUT, study.cells(), study.seeds)
     try:
-        result, _ = run_regime(study, options)
+        result, sweep = run_regime(study, options)
     finally:
         close_options(options)
-    summary = {**result.as_dict(), "seconds": time.monotonic() - t0, "provenance": provenance()}
-    write_json_atomic(out / "summary.json", summary)
-    print(dump_json(summary, indent=2) if args.json else render(summary))
-    return 0
+    return finish_study(PROG, args, out, result, sweep, time.monotonic() - t0, render)
 
 
 def _nums(values, fmt: str) -> str:

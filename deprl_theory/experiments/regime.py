@@ -181,15 +181,12 @@ def analyse_regime(study: RegimeStudy, records: Sequence[Mapping[str, Any]],
     floor: dict[str, dict[int, dict[str, Any]]] = {}
     for rule in study.head_rules:
         for n in study.n:
-            rows = []
-            for b in study.floor_betas:
-                p = study.floor_cell(n, b, rule)
-                rows.append(cells.get((float(p["c"]), rule, n, int(p["K"]))))
-            if not study.floor_betas or any(r is None for r in rows):
+            runs = [study.floor_cell(n, b, rule) for b in study.floor_betas]
+            rows = [cells.get((float(p["c"]), rule, n, int(p["K"]))) for p in runs]
+            if not runs or any(r is None for r in rows):
                 continue
             floor.setdefault(rule, {})[n] = {
-                "beta": list(study.floor_betas),
-                "K": [study.floor_cell(n, b, rule)["K"] for b in study.floor_betas],
+                "beta": list(study.floor_betas), "K": [int(p["K"]) for p in runs],
                 "G_floor": [seed_mean(r["tail"]) for r in rows],
                 "exponents": [_paired_exponent(b0, b1, r0["tail"], r1["tail"]) for b0, b1, r0, r1
                               in zip(study.floor_betas[:-1], study.floor_betas[1:], rows[:-1], rows[1:])]}

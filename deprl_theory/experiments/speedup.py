@@ -12,6 +12,7 @@ without simulating anything. Everything comes back as a :class:`SpeedupResult`.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
@@ -533,8 +534,7 @@ def _extend_rounds(study: SpeedupStudy, result: SpeedupResult, max_rounds: int, 
     prefix = ""
     if not pending:
         done = "every N reached the asymptotic regime"
-        fit = result.headline.fit
-        if fit is None or (-0.5 - study.margin <= fit.e_K_ci.low and fit.e_K_ci.high <= -0.5 + study.margin):
+        if _e_K_at_rate(result):
             return None, done
         pending = [n for n in study.n if result.regime[n].get("to_target") is not None]
         if not pending:
@@ -560,9 +560,13 @@ def _local_workers(options: SweepOptions) -> int:
     """Processes the sweep runs cells on (1 when it is not known: serial, or a Dask cluster)."""
     if options.executor != "processes":
         return 1
-    import os
-
     return max(1, int(options.jobs or os.cpu_count() or 1))
+
+
+def _e_K_at_rate(result: SpeedupResult) -> bool:
+    """Whether the headline's e_K CI lies within the margin of -1/2 (True when there is no fit to judge)."""
+    fit, m = result.headline.fit, result.study.margin
+    return fit is None or (-0.5 - m <= fit.e_K_ci.low and fit.e_K_ci.high <= -0.5 + m)
 
 
 def _flag_pre_asymptotic(result: SpeedupResult) -> SpeedupResult:
@@ -574,12 +578,10 @@ def _flag_pre_asymptotic(result: SpeedupResult) -> SpeedupResult:
     what they say); its reason names the CI and the K at which the trend of
     each N's local slopes reaches -1/2 (``regime[N]["to_target"]``).
     """
+    if _e_K_at_rate(result):
+        return result
     head, m = result.headline, result.study.margin
-    if head.fit is None:
-        return result
     lo, hi = head.fit.e_K_ci
-    if -0.5 - m <= lo and hi <= -0.5 + m:
-        return result
     est = {n: r.get("to_target") for n, r in result.regime.items()}
     known = {n: k for n, k in est.items() if k is not None}
     where = ("; the trend of the local slopes reaches -1/2 near K = "
