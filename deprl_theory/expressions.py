@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import ast
 import math
-import signal
-import threading
-from contextlib import contextmanager
+import multiprocessing
+import traceback
 from fractions import Fraction
-from typing import Callable, Iterator
+from typing import Any, Callable, TypeVar
 
 import sympy
 
-__all__ = ["ExpressionError", "FUNCTIONS", "CONSTANTS", "LIMITS", "parse_formula", "time_limit"]
+__all__ = ["ExpressionError", "FUNCTIONS", "CONSTANTS", "LIMITS", "parse_formula", "call_with_time_limit"]
+
+T = TypeVar("T")
 
 
 class ExpressionError(ValueError):
@@ -258,29 +259,61 @@ def _check_finite(expr: sympy.Basic, text: str) -> None:
         raise ExpressionError(f"formula is not a finite real expression ({expr}): {_short(text)}")
 
 
-@contextmanager
-def time_limit(seconds: float | None, what: str) -> Iterator[None]:
-    """Stop the block with :class:`ExpressionError` after ``seconds`` of wall time.
+def call_with_time_limit(seconds: float | None, what: str, fn: Callable[..., T], /, *args: Any) -> T:
+    """Return ``fn(*args)``, or raise :class:`ExpressionError` after ``seconds`` of wall time.
 
     Within the size limits a formula can still make sympy's simplification
     run for minutes (a product of powers of sums, say), so the symbolic
-    analysis of a user bound runs under a time budget. It uses ``SIGALRM``,
-    so it applies in the main thread on POSIX; elsewhere, and with
-    ``seconds=None``, the block runs without a limit.
+    analysis of a user bound runs under a time budget. The call runs in a
+    child process that is killed at the deadline. A signal would not do: the
+    process that started us may block ``SIGALRM`` (the handler then never
+    runs), sympy's own ``except Exception`` blocks may swallow an exception
+    raised from a handler, and no handler runs while a call is stuck in C.
+    ``SIGKILL`` stops the child in every case.
+
+    ``fn``, its arguments and its result must pickle. An exception in the
+    child is raised again here; one that is not an :class:`ExpressionError`
+    carries the child's traceback as a note. With ``seconds=None`` the call
+    runs in this process without a limit.
     """
-    usable = (seconds is not None and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread())
-    if not usable:
-        yield
-        return
-
-    def expire(signum, frame):  # noqa: ARG001 - signal handler signature
-        raise ExpressionError(f"{what} took longer than {seconds:g} s: the expression is too complex to analyse")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    if seconds is None:
+        return fn(*args)
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_run_and_send, args=(sender, fn, args), daemon=True,
+                        name="deprl-theory time-limited call")
+    child.start()
+    sender.close()
     try:
-        yield
+        if not receiver.poll(seconds):
+            raise ExpressionError(f"{what} took longer than {seconds:g} s: the expression is too complex to analyse")
+        try:
+            status, payload, trace = receiver.recv()
+        except EOFError:
+            child.join()
+            raise RuntimeError(f"{what} ended without a result (exit code {child.exitcode})") from None
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0.0)
-        signal.signal(signal.SIGALRM, previous)
+        if child.is_alive():
+            child.kill()
+        child.join()
+        receiver.close()
+    if status == "ok":
+        return payload
+    if trace and not isinstance(payload, ExpressionError):
+        payload.add_note(f"raised in the child process that ran {what}:\n{trace}")
+    raise payload
+
+
+def _run_and_send(conn: Any, fn: Callable[..., Any], args: tuple) -> None:
+    """The child's side of :func:`call_with_time_limit`: run, then send the result or the exception."""
+    try:
+        message = ("ok", fn(*args), "")
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported to the parent
+        message = ("error", exc, traceback.format_exc())
+    try:
+        conn.send(message)
+    except Exception as exc:  # noqa: BLE001 - the result or the exception did not pickle
+        conn.send(("error", RuntimeError(f"the result could not be sent back: {exc}"), message[2]))
+    finally:
+        conn.close()

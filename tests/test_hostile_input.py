@@ -6,12 +6,13 @@ must exit 2 with one line on stderr, no traceback, and write nothing.
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 import pytest
 
 from deprl_theory.bound import make_bound, parse
-from deprl_theory.expressions import ExpressionError, parse_formula
+from deprl_theory.expressions import ExpressionError, call_with_time_limit, parse_formula
 
 # --------------------------------------------------------------------------- 1. bound files run no code
 
@@ -113,6 +114,47 @@ def test_a_bound_too_complex_for_sympy_hits_the_time_budget(cli, tmp_path):
     assert res.returncode == 2 and len(res.error_lines) == 1
     assert "too complex" in res.stderr
     assert time.perf_counter() - start < 10
+
+
+def _sleep_then_return(seconds: float) -> str:
+    time.sleep(seconds)
+    return "finished"
+
+
+def _swallow_every_exception_for(seconds: float) -> str:
+    # as sympy's own `except Exception` blocks do with an exception a signal handler raises
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.01)
+        except Exception:  # noqa: BLE001
+            pass
+    return "finished"
+
+
+def _fail_inside() -> None:
+    raise KeyError("a bug in the library")
+
+
+@pytest.mark.parametrize("fn", [_sleep_then_return, _swallow_every_exception_for])
+def test_the_time_budget_holds_even_when_sigalrm_is_blocked_or_swallowed(fn):
+    # CI ran this suite with SIGALRM blocked: a budget built on the signal never fired and the job hung
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+    try:
+        start = time.perf_counter()
+        with pytest.raises(ExpressionError, match="longer than 0.5 s"):
+            call_with_time_limit(0.5, "the test call", fn, 20.0)
+        assert time.perf_counter() - start < 5
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def test_the_time_limited_call_returns_the_result_and_keeps_a_bugs_traceback():
+    assert call_with_time_limit(10, "the test call", _sleep_then_return, 0.0) == "finished"
+    assert call_with_time_limit(None, "the test call", _sleep_then_return, 0.0) == "finished"
+    with pytest.raises(KeyError) as info:
+        call_with_time_limit(10, "the test call", _fail_inside)
+    assert any("_fail_inside" in note for note in info.value.__notes__)
 
 
 @pytest.mark.parametrize("spec,needle", [

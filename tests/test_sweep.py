@@ -271,8 +271,10 @@ def test_cost_puts_expensive_cells_first(log_dir):
 # --------------------------------------------------------------------------- interruption
 SCRIPT = """
 import signal, sys
-# Behave like an interactive run even if this test itself runs as a background job.
+# Behave like an interactive run even if this test itself runs as a background job
+# (SIGINT ignored) or under a runner that blocks the signal (a blocked mask is inherited).
 signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 sys.path[:0] = [{tests!r}, {repo!r}]
 from importlib import import_module
 toy_task = import_module({module!r}).toy_task

@@ -26,11 +26,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from deprl_theory.bound import to_latex
+from deprl_theory.bound import Bound, to_latex
 from deprl_theory.experiments.boundcheck import (BoundCheckResult, BoundCheckStudy, BoundSpec, bound_from_spec,
-                                                 default_spec, missing_constants, run_boundcheck, symbolic_analysis)
+                                                 SymbolicAnalysis, default_spec, missing_constants, run_boundcheck,
+                                                 symbolic_analysis)
 from deprl_theory.experiments.records import run_rows
-from deprl_theory.expressions import ExpressionError, time_limit
+from deprl_theory.expressions import ExpressionError, call_with_time_limit
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
 from verification._cli import (ArgumentParser, UsageError, add_problem_options, add_step_options, add_sweep_options,
                                cell_overrides, close_options, dump_json, one_of, positive_float, positive_int,
@@ -111,14 +112,19 @@ def write_outputs(result: BoundCheckResult, records: list, summary: dict, out: P
     write_json_atomic(out / "summary.json", summary)
 
 
+def analyse(bound: Bound, latex: bool) -> tuple[SymbolicAnalysis, str | None]:
+    """The symbolic analysis of ``bound`` and, if asked, its LaTeX (run under the time budget)."""
+    analysis = symbolic_analysis(bound)
+    return analysis, (to_latex(bound) + "\n" + to_latex(analysis.substituted) if latex else None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     args = build_parser().parse_args(argv)
     spec = load_spec(args.terms)
     try:
-        with time_limit(args.symbolic_timeout, "the symbolic analysis of the bound"):
-            analysis = symbolic_analysis(spec.bound)
-            latex = to_latex(spec.bound) + "\n" + to_latex(analysis.substituted) if args.latex else None
+        analysis, latex = call_with_time_limit(args.symbolic_timeout, "the symbolic analysis of the bound",
+                                               analyse, spec.bound, args.latex)
     except ExpressionError as exc:
         raise UsageError(str(exc)) from None
     summary = {"exponents": analysis.exponents, "K0": analysis.K0, "analysis": analysis.as_dict(),
