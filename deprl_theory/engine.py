@@ -30,11 +30,14 @@ same distribution of every iterate from different random numbers:
   require the engine to match it to 1e-10;
 * ``"projected"`` draws, for the head steps, only the projections of x that
   they need (z = Phi_i^T x and the label, q = r + 1 or 2r + 1 numbers per
-  sample, see :func:`~deprl_theory.problems.projection_factor`), and the whole
-  x only for the representation step: tau b q + b (d + 1) normals
-  (:class:`ProjectedDrawStream`; 410 instead of 1260 at d = 20, r = 3,
-  b = 10, tau = 5). Exact in distribution, not an approximation, and the
-  default: about 2.5 times the throughput.
+  sample, see :func:`~deprl_theory.problems.projection_factor`). For the
+  representation step the linear problem draws the step's sufficient
+  statistics, 2b + d normals (see
+  :meth:`_ProjectedRound._linear_representation`); the nonlinear one draws
+  the whole x. In all, tau b q + 2b + d normals (linear) or
+  tau b q + b (d + 1) (nonlinear) (:class:`ProjectedDrawStream`; 240 instead
+  of 1260 at d = 20, r = 3, b = 10, tau = 5). Exact in distribution, not an
+  approximation, and the default.
 
 Randomness: seed j of a batch owns one Generator, from which its draws come in
 an order that depends only on the per-seed shapes (and, for the direct
@@ -71,6 +74,7 @@ __all__ = [
     "SAMPLERS",
     "DrawStream",
     "ProjectedDrawStream",
+    "draw_stream",
     "normals_per_worker_round",
     "minibatch_generators",
     "RunResult",
@@ -262,8 +266,15 @@ class ProjectedDrawStream:
       representation minibatch (coloured by ``cov_chol``), and ``eps``
       (S, N, b), their standard-normal label noise.
 
+    With ``sufficient=True`` (the linear problem) the representation step is
+    drawn through its sufficient statistics instead: :meth:`statistics`
+    returns ``a`` (S, N, b), ``eps`` (S, N, b) and ``n`` (S, N, d), 2b + d
+    normals in place of the b (d + 1) of X and eps (see
+    :meth:`_ProjectedRound._linear_representation`).
+
     (:meth:`next` makes both calls.) Per seed and round the numbers are drawn
-    in that order: H, then X's normals, then eps. Drawing round by round, and
+    in that order: H, then X's normals, then eps (or, with ``sufficient``, H,
+    then a, eps and n in one call). Drawing round by round, and
     the head normals apart from the representation step's, keeps what a step
     works on in cache (measured faster here than chunks of rounds, and no
     memory to speak of), and makes a run's first K rounds the same whatever
@@ -275,15 +286,23 @@ class ProjectedDrawStream:
     chunk = 1
 
     def __init__(self, rngs: Sequence[np.random.Generator], tau: int, n_workers: int, batch: int, dim: int,
-                 width: int, cov_chol: np.ndarray | None = None, *, rounds: int | None = None):
+                 width: int, cov_chol: np.ndarray | None = None, *, rounds: int | None = None,
+                 sufficient: bool = False):
         self.rngs = list(rngs)
         S = len(self.rngs)
         self.cov_chol = cov_chol
+        self.sufficient = bool(sufficient)
+        self.batch = batch
         self._H = np.empty((S, n_workers, tau, batch, width))
-        self._raw = np.empty((S, n_workers, batch, dim))
-        self._X = self._raw if cov_chol is None else np.empty_like(self._raw)
-        self._eps = np.empty((S, n_workers, batch))
-        self.per_round = self._H[0].size + self._raw[0].size + self._eps[0].size
+        if self.sufficient:
+            self._stats = np.empty((S, n_workers, 2 * batch + dim))
+            rep = self._stats[0].size
+        else:
+            self._raw = np.empty((S, n_workers, batch, dim))
+            self._X = self._raw if cov_chol is None else np.empty_like(self._raw)
+            self._eps = np.empty((S, n_workers, batch))
+            rep = self._raw[0].size + self._eps[0].size
+        self.per_round = self._H[0].size + rep
 
     def heads(self) -> np.ndarray:
         """The next round's head normals ``H`` (S, N, tau, b, q)."""
@@ -291,8 +310,19 @@ class ProjectedDrawStream:
             rng.standard_normal(out=self._H[s])
         return self._H
 
+    def statistics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The round's representation-step normals with ``sufficient``: ``a``, ``eps`` (S, N, b), ``n`` (S, N, d)."""
+        if not self.sufficient:
+            raise RuntimeError("this stream draws the representation minibatch's inputs: use representation()")
+        for s, rng in enumerate(self.rngs):
+            rng.standard_normal(out=self._stats[s])
+        b = self.batch
+        return self._stats[..., :b], self._stats[..., b:2 * b], self._stats[..., 2 * b:]
+
     def representation(self) -> tuple[np.ndarray, np.ndarray]:
         """The round's representation minibatch: inputs ``X`` (S, N, b, d) and label noise ``eps`` (S, N, b)."""
+        if self.sufficient:
+            raise RuntimeError("this stream draws the representation step's sufficient statistics: use statistics()")
         for s, rng in enumerate(self.rngs):
             rng.standard_normal(out=self._raw[s])
             rng.standard_normal(out=self._eps[s])
@@ -300,31 +330,45 @@ class ProjectedDrawStream:
             np.matmul(self._raw, self.cov_chol.T, out=self._X)
         return self._X, self._eps
 
-    def next(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One whole round: ``H``, ``X``, ``eps``."""
+    def next(self) -> tuple[np.ndarray, ...]:
+        """One whole round: ``H``, ``X``, ``eps`` (with ``sufficient``: ``H``, ``a``, ``eps``, ``n``)."""
         H = self.heads()
-        X, eps = self.representation()
-        return H, X, eps
+        return (H, *self.statistics()) if self.sufficient else (H, *self.representation())
+
+
+def draw_stream(problem: Problem, sampler: str, tau: int, seed: SeedLike | Sequence[SeedLike],
+                rounds: int | None) -> DrawStream | ProjectedDrawStream:
+    """The minibatch stream a run of ``problem`` with ``sampler`` draws from (the bench times the same)."""
+    rngs = minibatch_generators(seed, problem.n_seeds)
+    N, b, d = problem.n_workers, problem.batch, problem.dim
+    if sampler == "direct":
+        return DrawStream(rngs, tau + 1, N, b, d, problem.cov_chol, rounds=rounds)
+    if sampler == "projected":
+        return ProjectedDrawStream(rngs, tau, N, b, d, projection_width(problem), problem.cov_chol, rounds=rounds,
+                                   sufficient=problem.kind == "linear")
+    raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
 
 
 def normals_per_worker_round(problem: Problem, tau: int, sampler: str = "projected") -> int:
     """Standard normals one worker draws per round: the sampler's whole cost in random numbers.
 
     ``direct``: (tau + 1) b (d + 1), every minibatch's inputs and noise.
-    ``projected``: tau b q + b (d + 1), q = projection_width (r + 1 linear, 2r + 1 nonlinear).
+    ``projected``: tau b q, q = projection_width (r + 1 linear, 2r + 1 nonlinear), plus the
+    representation step's 2b + d (linear: its sufficient statistics) or b (d + 1) (nonlinear).
 
     Examples
     --------
     >>> from deprl_theory.problems import make_problem
     >>> p = make_problem("linear", 4, dim=20, rank=3, batch=10, seed=0)
     >>> normals_per_worker_round(p, 5, "direct"), normals_per_worker_round(p, 5, "projected")
-    (1260, 410)
+    (1260, 240)
     """
     b, d = problem.batch, problem.dim
     if sampler == "direct":
         return (tau + 1) * b * (d + 1)
     if sampler == "projected":
-        return tau * b * projection_width(problem) + b * (d + 1)
+        rep = 2 * b + d if problem.kind == "linear" else b * (d + 1)
+        return tau * b * projection_width(problem) + rep
     raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
 
 
@@ -430,8 +474,9 @@ class _ProjectedRound:
 
     The head steps see the inputs only through projections (see
     :func:`~deprl_theory.problems.projection_factor`), drawn from q normals
-    per sample with one factor per worker and round (B is frozen); the
-    representation step needs the whole input and draws it.
+    per sample with one factor per worker and round (B is frozen). The
+    linear representation step is drawn through its sufficient statistics
+    (:meth:`_linear_representation`); the nonlinear one draws the whole input.
 
     Works on the representations transposed, ``Bt`` (S, N, r, d): the
     representation step's rank-one update theta g^T then runs along d, and
@@ -482,6 +527,41 @@ class _ProjectedRound:
             phi[:r] -= np.einsum("ijn,jn->in", K[t], phi)
         return np.ascontiguousarray(phi[:r].T).reshape(S, N, r)
 
+    def _linear_representation(self, theta: np.ndarray, Bt: np.ndarray) -> np.ndarray:
+        """The linear representation step's g = X^T resid (S, N, d), drawn through 2b + d normals.
+
+        With x = C z, z ~ N(0, I_d) (C = ``cov_chol``, or I), the residuals are
+        resid_j = x_j^T v - sigma eps_j with v = B theta - t, and
+        g = sum_j x_j resid_j = C sum_j z_j resid_j. Split z_j along the unit
+        vector u = C^T v / |C^T v|: z_j = a_j u + P z_j with P = I - u u^T,
+        a_j ~ N(0, 1) independent of P z_j ~ N(0, P). Then
+        resid_j = |C^T v| a_j - sigma eps_j depends on (a, eps) only, and given
+        them sum_j (P z_j) resid_j is N(0, |resid|^2 P), which is
+        |resid| P n with n ~ N(0, I_d). So
+
+            g = C (u (a . resid) + |resid| P n),
+
+        exactly the distribution of X^T resid, from a, eps (b each) and n (d)
+        instead of the b (d + 1) normals of X and eps. Where C^T v = 0 any
+        unit u will do (the residuals do not depend on a); e_1 is used.
+        """
+        problem = self.problem
+        a, eps, n = self.stream.statistics()
+        C = problem.cov_chol
+        v = (theta[:, :, None, :] @ Bt)[:, :, 0] - problem.targets  # B theta - t, (S, N, d)
+        w = v if C is None else v @ C  # C^T v
+        norm = np.sqrt(np.einsum("snd,snd->sn", w, w))
+        u = np.zeros_like(w)
+        np.divide(w, norm[..., None], out=u, where=norm[..., None] > 0)
+        u[..., 0] = np.where(norm > 0, u[..., 0], 1.0)
+        resid = norm[..., None] * a - problem.noise * eps  # (S, N, b)
+        along = np.einsum("snb,snb->sn", a, resid)
+        size = np.sqrt(np.einsum("snb,snb->sn", resid, resid))
+        g = n - u * np.einsum("snd,snd->sn", u, n)[..., None]  # P n
+        g *= size[..., None]
+        g += along[..., None] * u
+        return g if C is None else g @ C.T
+
     def __call__(self, theta: np.ndarray, Bt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         problem = self.problem
         H = self.stream.heads()
@@ -489,13 +569,8 @@ class _ProjectedRound:
         L = projection_factor(problem, B)
         if self.linear:
             theta = self._linear_heads(L, H, theta)
-            # representation step: residuals X (B theta - t) - noise eps, gradient X^T resid theta^T / b
-            X, eps = self.stream.representation()
-            b = X.shape[-2]
-            v = (theta[:, :, None, :] @ Bt)[:, :, 0] - problem.targets
-            resid = (X @ v[..., None])[..., 0] - problem.noise * eps
-            g = (resid[..., None, :] @ X)[:, :, 0]  # X^T resid, (S, N, d)
-            step = (self.beta / b) * theta[..., None] * g[:, :, None, :]
+            g = self._linear_representation(theta, Bt)
+            step = (self.beta / problem.batch) * theta[..., None] * g[:, :, None, :]
             return theta, np.subtract(Bt, step, out=step)
         feats, _, y = projected_minibatch(problem, L, H.transpose(0, 2, 1, 3, 4))
         for t in range(H.shape[2]):
@@ -592,12 +667,7 @@ def run(
         eval_every = max(1, rounds // 50)
     if average_every is None:
         average_every = 1 if problem.kind == "linear" else max(1, rounds // 200)
-    rngs = minibatch_generators(seed, S)
-    if sampler == "direct":
-        stream = DrawStream(rngs, tau + 1, N, problem.batch, d, problem.cov_chol, rounds=rounds)
-    else:
-        stream = ProjectedDrawStream(rngs, tau, N, problem.batch, d, projection_width(problem), problem.cov_chol,
-                                     rounds=rounds)
+    stream = draw_stream(problem, sampler, tau, seed, rounds)
 
     theta = np.zeros((S, N, r))
     alpha_, beta_ = steps.alpha, steps.beta

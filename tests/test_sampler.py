@@ -285,6 +285,125 @@ def test_broken_factor_fails_the_time_average_test(kind, monkeypatch):
 
 
 # ---------------------------------------------------------------------------
+# The linear representation step through its sufficient statistics.
+# ---------------------------------------------------------------------------
+def _representation_state(p: Problem, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Heads and transposed representations (S, N, r), (S, N, r, d): every worker at one off-optimum point."""
+    S, N, d, r = p.n_seeds, p.n_workers, p.dim, p.rank
+    rng = np.random.default_rng(seed)
+    theta = np.broadcast_to(rng.standard_normal(r), (S, N, r)).copy()
+    Bt = np.broadcast_to(np.swapaxes(p.B0, -1, -2)[:, None], (S, N, r, d)).copy()
+    return theta, Bt
+
+
+def _direct_gradient(p: Problem, theta: np.ndarray, Bt: np.ndarray, seed: int) -> np.ndarray:
+    """X^T (X (B theta - t) - sigma eps) of every worker from b directly drawn inputs: (N, d) samples of seed 0."""
+    S, N, b, d = p.n_seeds, p.n_workers, p.batch, p.dim
+    X, eps = DrawStream(minibatch_generators(seed, S), 1, N, b, d, p.cov_chol, rounds=1).next()
+    X, eps = X[:, 0], eps[:, 0]
+    v = (theta[:, :, None, :] @ Bt)[:, :, 0] - p.targets
+    resid = (X @ v[..., None])[..., 0] - p.noise * eps
+    return (resid[..., None, :] @ X)[0, :, 0]
+
+
+def _sufficient_gradient(p: Problem, theta: np.ndarray, Bt: np.ndarray, seed: int, step=None) -> np.ndarray:
+    """The same gradient through the engine's 2b + d normals (or ``step``, a stand-in for the engine's)."""
+    stream = ProjectedDrawStream(minibatch_generators(seed, p.n_seeds), 1, p.n_workers, p.batch, p.dim,
+                                 projection_width(p), p.cov_chol, rounds=1, sufficient=True)
+    rnd = engine._ProjectedRound(p, stream, 1, 0.1, 0.1)
+    return (step or engine._ProjectedRound._linear_representation)(rnd, theta, Bt)[0]
+
+
+def _broken_representation(how: str):
+    """A wrong version of the engine's sufficient-statistic representation step, as a careless derivation
+    might give it."""
+    def broken(self, theta, Bt):
+        a, eps, n = self.stream.statistics()
+        p, C = self.problem, self.problem.cov_chol
+        v = (theta[:, :, None, :] @ Bt)[:, :, 0] - p.targets
+        w = v if C is None else v @ C
+        norm = np.linalg.norm(w, axis=-1)
+        u = w / norm[..., None]
+        resid = norm[..., None] * a - p.noise * eps
+        along = (a * resid).sum(-1)
+        size = np.linalg.norm(resid, axis=-1)
+        if how == "no_projection":  # the noise direction not projected off u: the along-u part counted twice
+            g = size[..., None] * n + along[..., None] * u
+        elif how == "independent_residuals":  # the along-u coefficient drawn apart from the residuals
+            g = size[..., None] * (n - u * (u * n).sum(-1)[..., None]) + (np.roll(a, 1, -1) * resid).sum(-1)[..., None] * u
+        elif how == "uncoloured":  # Sigma forgotten in the direction u
+            u = v / np.linalg.norm(v, axis=-1)[..., None]
+            g = size[..., None] * (n - u * (u * n).sum(-1)[..., None]) + along[..., None] * u
+        else:
+            raise ValueError(how)
+        return g if C is None else g @ C.T
+
+    return broken
+
+
+@pytest.mark.parametrize("noise", [0.5, 2.0, 0.0])
+@pytest.mark.parametrize("coloured", [False, True])
+def test_representation_gradient_has_the_direct_distribution(coloured, noise):
+    """g = X^T resid of 20000 workers at one point: mean and covariance (Hotelling T^2 on first and second
+    moments) agree between b directly drawn inputs and the engine's 2b + d normals."""
+    p = make_problem("linear", 20000, dim=5, rank=2, batch=4, noise=noise, covariance=_coloured(5) if coloured else None,
+                     n_eval=5, n_seeds=1, seed=3)
+    theta, Bt = _representation_state(p)
+    direct = _direct_gradient(p, theta, Bt, seed=31)
+    sufficient = _sufficient_gradient(p, theta, Bt, seed=32)
+    assert np.abs(direct.mean(axis=0)).max() > 0.3  # a non-trivial gradient, not noise around 0
+    assert hotelling_p(_moments(direct), _moments(sufficient)) > ALPHA
+
+
+@pytest.mark.parametrize("how,noise", [("no_projection", 2.0), ("independent_residuals", 0.5), ("uncoloured", 0.5)])
+def test_a_broken_representation_step_fails_the_test(how, noise):
+    """Each error shows where it matters: the lost projection where noise dominates the residuals, the
+    forgotten colouring where the signal does."""
+    p = make_problem("linear", 20000, dim=5, rank=2, batch=4, noise=noise, covariance=_coloured(5), n_eval=5,
+                     n_seeds=1, seed=3)
+    theta, Bt = _representation_state(p)
+    direct = _direct_gradient(p, theta, Bt, seed=31)
+    broken = _sufficient_gradient(p, theta, Bt, seed=32, step=_broken_representation(how))
+    assert hotelling_p(_moments(direct), _moments(broken)) < BROKEN_P
+
+
+@pytest.mark.parametrize("coloured", [False, True])
+def test_representation_step_at_the_optimum(coloured):
+    """At B theta = t (no direction u to split along): no noise gives g = 0 exactly; with noise, finite
+    draws with the direct distribution, X^T (-sigma eps)."""
+    S, N, d, r = 2, 3, 6, 2
+    cov = _coloured(d) if coloured else None
+    p = make_problem("linear", N, dim=d, rank=r, noise=0.0, batch=5, covariance=cov, n_eval=5, n_seeds=S, seed=4)
+    theta = p.heads_star.copy()
+    Bt = np.broadcast_to(np.swapaxes(p.B_star, -1, -2)[:, None], (S, N, r, d)).copy()
+    scale = np.abs(p.targets).max()
+    g = _sufficient_gradient(p, theta, Bt, seed=5)
+    assert np.isfinite(g).all() and np.abs(g).max() < 1e-12 * scale
+    noisy = make_problem("linear", 3000, dim=d, rank=r, noise=0.5, batch=5, covariance=cov, heterogeneity=0.0,
+                         n_eval=5, n_seeds=1, seed=4)
+    theta = np.broadcast_to(noisy.heads_star, (1, 3000, r)).copy()
+    Bt = np.broadcast_to(np.swapaxes(noisy.B_star, -1, -2)[:, None], (1, 3000, r, d)).copy()
+    direct = _direct_gradient(noisy, theta, Bt, seed=31)
+    sufficient = _sufficient_gradient(noisy, theta, Bt, seed=32)
+    assert np.isfinite(sufficient).all()
+    assert hotelling_p(_moments(direct), _moments(sufficient)) > ALPHA
+
+
+def test_one_round_representation_update_has_the_same_distribution():
+    """The whole round (tau head steps, then the representation step with the updated heads): the change of
+    B has the same mean and covariance under both samplers, 3000 workers each."""
+    p = _one_task_problem("linear", 3000, covariance=True)
+
+    def change(sampler: str, seed: int) -> np.ndarray:
+        res = run(p, None, algorithm="local", rounds=1, tau=3, alpha=0.3, beta=0.3, seed=seed, sampler=sampler)
+        return (res.B[0] - p.B0[0]).reshape(p.n_workers, -1)
+
+    direct, projected = change("direct", 11), change("projected", 12)
+    assert np.abs(direct.mean(axis=0)).max() > 0.05
+    assert hotelling_p(_moments(direct), _moments(projected)) > ALPHA
+
+
+# ---------------------------------------------------------------------------
 # The singular case: a learned subspace, no noise.
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["linear", "nonlinear"])
@@ -460,16 +579,21 @@ def test_sampler_is_recorded_and_checked():
 
 
 def test_normals_per_worker_round():
-    """The issue's counts: 1260 vs 410 (d = 20, r = 3) and 3060 vs 810 (d = 50, r = 5), b = 10, tau = 5."""
+    """Direct 1260 (d = 20, r = 3) and 3060 (d = 50, r = 5), b = 10, tau = 5; projected: the issue's head
+    projections (200 and 300) plus the linear representation step's 2b + d (40 and 70), not b (d + 1)."""
     small = make_problem("linear", 3, dim=20, rank=3, batch=10, seed=0)
     large = make_problem("linear", 5, dim=50, rank=5, batch=10, seed=0)
-    assert (normals_per_worker_round(small, 5, "direct"), normals_per_worker_round(small, 5)) == (1260, 410)
-    assert (normals_per_worker_round(large, 5, "direct"), normals_per_worker_round(large, 5)) == (3060, 810)
+    assert (normals_per_worker_round(small, 5, "direct"), normals_per_worker_round(small, 5)) == (1260, 240)
+    assert (normals_per_worker_round(large, 5, "direct"), normals_per_worker_round(large, 5)) == (3060, 370)
     nonlinear = make_problem("nonlinear", 3, dim=20, rank=3, batch=10, n_eval=5, seed=0)
     assert normals_per_worker_round(nonlinear, 5, "projected") == 5 * 10 * 7 + 10 * 21
-    # and that is what the stream draws
-    stream = ProjectedDrawStream(minibatch_generators(0, 2), 5, 3, 10, 20, 4, rounds=7)
-    assert stream.per_round == 3 * 410
+    # and that is what the streams draw
+    stream = ProjectedDrawStream(minibatch_generators(0, 2), 5, 3, 10, 20, 4, rounds=7, sufficient=True)
+    assert stream.per_round == 3 * 240
+    stream = ProjectedDrawStream(minibatch_generators(0, 2), 5, 3, 10, 20, 7, rounds=7)
+    assert stream.per_round == 3 * (5 * 10 * 7 + 10 * 21)
+    with pytest.raises(RuntimeError, match="statistics"):
+        ProjectedDrawStream(minibatch_generators(0, 2), 5, 3, 10, 20, 4, sufficient=True).representation()
 
 
 def test_draw_buffers_are_capped_at_the_run_length():

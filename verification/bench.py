@@ -44,11 +44,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from deprl_theory.engine import (SAMPLERS, DrawStream, ProjectedDrawStream, minibatch_generators,
-                                 normals_per_worker_round, run)
+from deprl_theory.engine import SAMPLERS, draw_stream, normals_per_worker_round, run
 from deprl_theory.graphs import mixing_matrix
 from deprl_theory.io import provenance
-from deprl_theory.problems import Problem, make_problem, projection_width
+from deprl_theory.problems import Problem, make_problem
 from deprl_theory.reference import reference_run
 from deprl_theory.resources import check_memory, run_memory
 from verification._cli import (ArgumentParser, UsageError, dump_json, nonneg_int, positive_float, positive_int, run_main,
@@ -155,11 +154,7 @@ def _timed(fn: Callable[[], Any]) -> float:
 
 def _stream(problem: Problem, sampler: str, tau: int, seeds: Sequence[int], rounds: int | None):
     """The draw stream the engine builds for ``sampler`` (same seeds, shapes and chunks)."""
-    rngs = minibatch_generators(list(seeds), problem.n_seeds)
-    N, b, d = problem.n_workers, problem.batch, problem.dim
-    if sampler == "direct":
-        return DrawStream(rngs, tau + 1, N, b, d, problem.cov_chol, rounds=rounds)
-    return ProjectedDrawStream(rngs, tau, N, b, d, projection_width(problem), problem.cov_chol, rounds=rounds)
+    return draw_stream(problem, sampler, tau, list(seeds), rounds)
 
 
 def rng_only(problem: Problem, sampler: str, tau: int, seeds: Sequence[int], rounds: int) -> None:

@@ -29,7 +29,7 @@ __all__ = ["CELL_DEFAULTS", "OPTIONAL_KEYS", "PROBLEM_KEYS", "TASK_VERSION", "si
            "cell_params", "cell_steps", "build_mixing", "cell_rho", "checked_rho", "check_cells", "cells_memory", "cell_cost", "validate_result"]
 
 #: bump when simulate_cell's numbers change (part of every cache key)
-TASK_VERSION = "4"
+TASK_VERSION = "5"
 
 #: every parameter of a cell, with its default
 CELL_DEFAULTS: dict[str, Any] = {
