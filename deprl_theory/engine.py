@@ -634,29 +634,18 @@ def run(
         ``"projected"`` draws for the head steps only the projections of x
         they need (:func:`~deprl_theory.problems.projection_factor`; r + 1
         normals per sample for the linear problem, 2r + 1 for the nonlinear
-        one) and the full x for the representation step: the same
-        distribution of every iterate, from far fewer random numbers (see
-        :func:`normals_per_worker_round`), but other numbers than "direct"
-        for the same seed.
+        one); for the representation step, the linear problem draws its
+        sufficient statistics (2b + d normals) and the nonlinear one the full
+        x: the same distribution of every iterate, from far fewer random
+        numbers (see :func:`normals_per_worker_round`), but other numbers
+        than "direct" for the same seed.
 
     Returns
     -------
     RunResult
     """
     t0 = time.perf_counter()
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-    if isinstance(rounds, bool) or int(rounds) != rounds or rounds < 1:
-        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
-    if isinstance(tau, bool) or int(tau) != tau or tau < 1:
-        raise ValueError(f"tau must be a positive integer, got {tau!r}")
-    rounds, tau = int(rounds), int(tau)
-    if steps is None:
-        if alpha is None or beta is None:
-            raise ValueError("give step sizes: steps=StepSizes(...) or both alpha and beta")
-        steps = step_sizes(alpha, beta)
+    rounds, tau, steps = _checked_run_args(algorithm, sampler, rounds, tau, steps, alpha, beta)
     S, N, d, r = problem.n_seeds, problem.n_workers, problem.dim, problem.rank
     mix = _mixing_for(algorithm, W, N)
     if validate and mix is not None and not isinstance(mix, str):
@@ -671,7 +660,6 @@ def run(
 
     theta = np.zeros((S, N, r))
     alpha_, beta_ = steps.alpha, steps.beta
-    gossip_heads = algorithm == "dpsgd"
     # The representations live in ``rep``: B itself (S, N, d, r) for the direct sampler; transposed,
     # (S, N, r, d), for the projected one (see _ProjectedRound). Mixing, averaging and the divergence
     # check act on every worker's entries alike, so they work on either layout.
@@ -683,99 +671,147 @@ def run(
         projected = _ProjectedRound(problem, stream, tau, alpha_, beta_)
         rep = np.broadcast_to(np.swapaxes(problem.B0, -1, -2)[:, None], (S, N, r, d)).copy()
         as_B = _transposed
-
-    eval_rounds = sorted(set(range(0, rounds, eval_every)) | {rounds})
-    trace: dict[str, list] = {"round": eval_rounds}
-    trace_vals: dict[str, np.ndarray] = {}
-    sums = {m: np.zeros(S) for m in METRICS}
-    n_avg = 0
+    metrics = _Metrics(problem, rounds, eval_every, average_every, as_B, (rep.nbytes + theta.nbytes) // S)
     diverged = np.zeros(S, dtype=bool)
     diverged_round = np.full(S, -1)
-    next_eval = 0
-
-    def record(k: int, vals: dict) -> None:
-        for m, v in vals.items():
-            if m not in trace_vals:
-                trace_vals[m] = np.full((S, len(eval_rounds)), np.nan)
-            trace_vals[m][:, next_eval] = v
-
-    # The linear problem's time averages sample every round; its R, H, C, G are evaluated for stacks
-    # of rounds (a few numpy calls per stack rather than per round; the same values to rounding).
-    per_seed = (rep.nbytes + theta.nbytes) // S
-    stack = min(64, _METRIC_STACK_BYTES_PER_SEED // per_seed, rounds) if problem.kind == "linear" else 0
-    if stack < _MIN_METRIC_STACK:
-        stack = 0  # one round at a time
-    else:
-        stacked_theta = np.empty((stack,) + theta.shape)
-        stacked_rep = np.empty((stack,) + rep.shape)
-    n_stacked = 0
-
-    def flush() -> None:
-        nonlocal n_stacked
-        if n_stacked:
-            vals = linear_stationarity(problem, stacked_theta[:n_stacked], as_B(stacked_rep[:n_stacked]))
-            for m in METRICS:
-                sums[m] += vals[m].sum(axis=0)
-            n_stacked = 0
 
     with np.errstate(all="ignore"):  # a diverging seed must not stop the others
-        for k in range(rounds + 1):
-            want_eval = k == eval_rounds[next_eval]
-            want_avg = k < rounds and k % average_every == 0
-            if want_avg and stack and not want_eval:
-                stacked_theta[n_stacked] = theta
-                stacked_rep[n_stacked] = rep
-                n_stacked += 1
-                n_avg += 1
-                if n_stacked == stack:
-                    flush()
-            elif want_eval or want_avg:
-                vals = population_metrics(problem, theta, as_B(rep), ground_truth=want_eval)
-                if want_avg:
-                    for m in METRICS:
-                        sums[m] += vals[m]
-                    n_avg += 1
-                if want_eval:
-                    record(k, vals)
-                    next_eval += 1
-            if k == rounds:
-                break
+        for k in range(rounds):
+            metrics.observe(k, theta, rep)
             # 1. head: tau SGD steps with the representation frozen; 2. representation: one SGD step
             if projected is None:
                 theta, rep = _direct_round(problem, stream, theta, rep, alpha_, beta_, tau)
             else:
                 theta, rep = projected(theta, rep)
             # 3. consensus
-            if isinstance(mix, str):
-                rep = np.broadcast_to(rep.mean(axis=1, keepdims=True), rep.shape).copy()
-            elif mix is not None:
-                rep = consensus(mix, rep)
-                if gossip_heads:
-                    theta = consensus(mix, theta)
-            # divergence: non-finite or blown-up parameters freeze that seed at NaN
-            # (max |B| as max(max B, -min B): the same number without a temporary |B|)
-            flat = rep.reshape(S, -1)
-            size = (np.maximum(np.maximum.reduce(flat, axis=1), -np.minimum.reduce(flat, axis=1))
-                    + np.maximum.reduce(np.abs(theta).reshape(S, -1), axis=1))
-            calm = size < blowup
-            if not calm.all():
-                bad = ~calm & ~diverged
-                if bad.any():
-                    diverged |= bad
-                    diverged_round[bad] = k + 1
-                    rep[bad] = np.nan
-                    theta[bad] = np.nan
-        flush()
-    B = np.ascontiguousarray(as_B(rep))
-
-    averages = {m: sums[m] / max(n_avg, 1) for m in METRICS}
-    for m in averages:
-        averages[m][diverged] = np.nan
-    trace.update(trace_vals)
-    final = {m: v[:, -1].copy() for m, v in trace_vals.items()}
+            theta, rep = _mix(mix, theta, rep, gossip_heads=algorithm == "dpsgd")
+            _freeze_diverged(theta, rep, blowup, diverged, diverged_round, k + 1)
+        metrics.observe(rounds, theta, rep)
+        metrics.flush()
+    trace, averages, final = metrics.results(diverged)
     return RunResult(
         algorithm=algorithm, rounds=rounds, tau=tau, trace=trace, averages=averages, final=final,
         diverged=diverged, diverged_round=diverged_round, steps=steps, average_every=average_every,
-        seconds=time.perf_counter() - t0, theta=theta, B=B,
+        seconds=time.perf_counter() - t0, theta=theta, B=np.ascontiguousarray(as_B(rep)),
         settings={"problem": problem.settings, "n_workers": N, "n_seeds": S, "sampler": sampler},
     )
+
+
+def _checked_run_args(algorithm: str, sampler: str, rounds, tau, steps: StepSizes | None, alpha, beta
+                      ) -> tuple[int, int, StepSizes]:
+    """``run``'s arguments checked: rounds and tau as ints, and the step sizes."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    if isinstance(rounds, bool) or int(rounds) != rounds or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    if isinstance(tau, bool) or int(tau) != tau or tau < 1:
+        raise ValueError(f"tau must be a positive integer, got {tau!r}")
+    if steps is None:
+        if alpha is None or beta is None:
+            raise ValueError("give step sizes: steps=StepSizes(...) or both alpha and beta")
+        steps = step_sizes(alpha, beta)
+    return int(rounds), int(tau), steps
+
+
+def _mix(mix, theta: np.ndarray, rep: np.ndarray, *, gossip_heads: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The consensus step: exact averaging (``"mean"``), gossip with W, or nothing (None)."""
+    if isinstance(mix, str):
+        rep = np.broadcast_to(rep.mean(axis=1, keepdims=True), rep.shape).copy()
+    elif mix is not None:
+        rep = consensus(mix, rep)
+        if gossip_heads:
+            theta = consensus(mix, theta)
+    return theta, rep
+
+
+def _freeze_diverged(theta: np.ndarray, rep: np.ndarray, blowup: float, diverged: np.ndarray,
+                     diverged_round: np.ndarray, k: int) -> None:
+    """Flag, in place, the seeds whose parameters turned non-finite or exceed ``blowup`` at round ``k``,
+    and freeze them at NaN (the other seeds go on)."""
+    S = rep.shape[0]
+    # max |B| as max(max B, -min B): the same number without a temporary |B|
+    flat = rep.reshape(S, -1)
+    size = (np.maximum(np.maximum.reduce(flat, axis=1), -np.minimum.reduce(flat, axis=1))
+            + np.maximum.reduce(np.abs(theta).reshape(S, -1), axis=1))
+    calm = size < blowup
+    if not calm.all():
+        bad = ~calm & ~diverged
+        if bad.any():
+            diverged |= bad
+            diverged_round[bad] = k
+            rep[bad] = np.nan
+            theta[bad] = np.nan
+
+
+class _Metrics:
+    """A run's metrics: the trace at the evaluation rounds and the time averages.
+
+    :meth:`observe` is called before every round k and after the last one
+    (k = rounds). The linear problem's time averages sample every round; its
+    R, H, C, G are evaluated for stacks of rounds (a few numpy calls per stack
+    rather than per round; the same values to rounding).
+    """
+
+    def __init__(self, problem: Problem, rounds: int, eval_every: int, average_every: int, as_B,
+                 state_bytes_per_seed: int):
+        self.problem, self.rounds, self.average_every, self.as_B = problem, rounds, average_every, as_B
+        S = problem.n_seeds
+        self.eval_rounds = sorted(set(range(0, rounds, eval_every)) | {rounds})
+        self.trace_vals: dict[str, np.ndarray] = {}
+        self.sums = {m: np.zeros(S) for m in METRICS}
+        self.n_avg = 0
+        self.next_eval = 0
+        stack = min(64, _METRIC_STACK_BYTES_PER_SEED // state_bytes_per_seed, rounds) if problem.kind == "linear" else 0
+        self.stack = stack if stack >= _MIN_METRIC_STACK else 0  # 0: one round at a time
+        self.stacked: tuple[np.ndarray, np.ndarray] | None = None
+        self.n_stacked = 0
+
+    def observe(self, k: int, theta: np.ndarray, rep: np.ndarray) -> None:
+        """Sample the averages and record the trace at round ``k``, as the settings ask."""
+        want_eval = k == self.eval_rounds[self.next_eval]
+        want_avg = k < self.rounds and k % self.average_every == 0
+        if want_avg and self.stack and not want_eval:
+            if self.stacked is None:
+                self.stacked = (np.empty((self.stack,) + theta.shape), np.empty((self.stack,) + rep.shape))
+            self.stacked[0][self.n_stacked] = theta
+            self.stacked[1][self.n_stacked] = rep
+            self.n_stacked += 1
+            self.n_avg += 1
+            if self.n_stacked == self.stack:
+                self.flush()
+        elif want_eval or want_avg:
+            vals = population_metrics(self.problem, theta, self.as_B(rep), ground_truth=want_eval)
+            if want_avg:
+                for m in METRICS:
+                    self.sums[m] += vals[m]
+                self.n_avg += 1
+            if want_eval:
+                self._record(vals)
+
+    def flush(self) -> None:
+        """Evaluate the stacked rounds into the sums."""
+        if self.n_stacked:
+            thetas, reps = self.stacked
+            n = self.n_stacked
+            vals = linear_stationarity(self.problem, thetas[:n], self.as_B(reps[:n]))
+            for m in METRICS:
+                self.sums[m] += vals[m].sum(axis=0)
+            self.n_stacked = 0
+
+    def _record(self, vals: dict) -> None:
+        for m, v in vals.items():
+            if m not in self.trace_vals:
+                self.trace_vals[m] = np.full((self.problem.n_seeds, len(self.eval_rounds)), np.nan)
+            self.trace_vals[m][:, self.next_eval] = v
+        self.next_eval += 1
+
+    def results(self, diverged: np.ndarray) -> tuple[dict, dict, dict]:
+        """The trace, the time averages (NaN for diverged seeds) and the final metrics."""
+        averages = {m: self.sums[m] / max(self.n_avg, 1) for m in METRICS}
+        for m in averages:
+            averages[m][diverged] = np.nan
+        trace: dict = {"round": self.eval_rounds, **self.trace_vals}
+        final = {m: v[:, -1].copy() for m, v in self.trace_vals.items()}
+        return trace, averages, final
