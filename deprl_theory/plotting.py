@@ -373,7 +373,7 @@ def bound_figure(result: "BoundCheckResult"):
     a cross where it is violated, hollow where the point is out of scope.
     """
     plt = pyplot()
-    ns, rounds, graphs = result.study.n, list(result.study.rounds), result.study.graph_gaps
+    ns, graphs = result.study.n, result.study.graph_gaps
     style = {"holds": {"marker": "o"}, "violated": {"marker": "x", "ms": 6},
              "out of scope": {"marker": "o", "mfc": "white"}}
     with paper_style():

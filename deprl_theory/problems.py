@@ -607,7 +607,7 @@ def _cholesky_regress(A: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndar
     rank-deficient B) gives a zero column, not a division by zero: that
     feature is then a fixed combination of the previous ones, which is exact.
     """
-    r, m = A.shape[-1], C.shape[-1]
+    r = A.shape[-1]
     batch = A.shape[:-2]
     # both as contiguous (matrix axes first) copies: a[i, j] is entry (i, j) over the batch, and
     # elementwise operations run several times faster on contiguous arrays than on strided views

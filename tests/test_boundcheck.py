@@ -1,6 +1,5 @@
 """The bound check: labels that can fail (holds / violated / out of scope), the shape verdict, the CLI end to end."""
 import json
-import math
 
 import numpy as np
 import pytest

@@ -24,7 +24,7 @@ from deprl_theory.sweep import SweepOptions, choose_executor
 
 __all__ = ["ArgumentParser", "UsageError", "run_main", "dump_json", "user_input", "positive_int", "nonneg_int",
            "positive_float", "nonneg_float", "finite_float", "unit_float", "fraction", "margin", "output_dir",
-           "add_sweep_options", "sweep_options", "close_options", "one_of", "finish_study", "SCHEDULER_TIMEOUT"]
+           "add_sweep_options", "sweep_options", "opened_sweep", "one_of", "finish_study", "SCHEDULER_TIMEOUT"]
 
 #: seconds to wait for a Dask scheduler before giving up with a one-line error
 SCHEDULER_TIMEOUT = 10.0
@@ -246,10 +246,16 @@ def finish_study(prog: str, args: argparse.Namespace, out: Path, result: Any, sw
     return 0
 
 
-def close_options(options: SweepOptions) -> None:
-    """Close a scheduler connection opened by :func:`sweep_options`."""
-    if options.scheduler is not None and hasattr(options.scheduler, "close"):
-        options.scheduler.close()
+@contextmanager
+def opened_sweep(args: argparse.Namespace, default_out: str, cells: Sequence[dict] | None = None,
+                 seeds: int = 1) -> Iterator[tuple[SweepOptions, Path, Path | None]]:
+    """:func:`sweep_options` for the block, with the scheduler connection closed when it ends."""
+    options, out, figures = sweep_options(args, default_out, cells, seeds)
+    try:
+        yield options, out, figures
+    finally:
+        if options.scheduler is not None and hasattr(options.scheduler, "close"):
+            options.scheduler.close()
 
 
 def one_of(names: Sequence[str], what: str) -> Callable[[str], str]:

@@ -34,8 +34,8 @@ from deprl_theory.experiments.records import run_rows
 from deprl_theory.expressions import ExpressionError, call_with_time_limit
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
 from verification._cli import (ArgumentParser, UsageError, add_problem_options, add_step_options, add_sweep_options,
-                               cell_overrides, close_options, dump_json, one_of, positive_float, positive_int,
-                               run_main, sweep_options, unit_float, user_input)
+                               cell_overrides, dump_json, one_of, positive_float, positive_int,
+                               run_main, opened_sweep, unit_float, user_input)
 
 PROG = "python -m verification.bound"
 DEFAULT_OUT = "results/bound"
@@ -135,11 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"cannot evaluate the bound: no value for {missing}; add them under \"constants\" "
                              "in the bound file")
         study = study_from(args)
-        options, out, figures = sweep_options(args, DEFAULT_OUT, study.cells(), study.seeds)
-        try:
+        with opened_sweep(args, DEFAULT_OUT, study.cells(), study.seeds) as (options, out, figures):
             result, sweep = run_boundcheck(study, spec, analysis, options)
-        finally:
-            close_options(options)
         write_outputs(result, sweep.records, summary, out, figures, t0)
         summary["settings"]["terms_file"] = None if args.terms is None else str(args.terms)
         write_json_atomic(out / "summary.json", summary)

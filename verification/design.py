@@ -14,7 +14,7 @@ from typing import Sequence
 
 from deprl_theory.experiments.design import DesignStudy, run_design
 from verification._cli import (ArgumentParser, add_problem_options, add_step_options, add_sweep_options,
-                               cell_overrides, close_options, finish_study, positive_int, run_main, sweep_options,
+                               cell_overrides, finish_study, positive_int, run_main, opened_sweep,
                                user_input)
 
 PROG = "python -m verification.design"
@@ -41,11 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = DesignStudy(n=tuple(args.n), rounds=args.rounds, base_seed=args.seed, cell=overrides,
                             instances=8 if args.quick and args.instances == 32 else args.instances)
         study.check()
-    options, out, _ = sweep_options(args, DEFAULT_OUT, study.cells(), study.instances)
-    try:
+    with opened_sweep(args, DEFAULT_OUT, study.cells(), study.instances) as (options, out, _):
         result, sweep = run_design(study, options)
-    finally:
-        close_options(options)
     return finish_study(PROG, args, out, result, sweep, time.monotonic() - t0, render)
 
 

@@ -18,8 +18,8 @@ from typing import Sequence
 
 from deprl_theory.experiments.regime import RegimeStudy, run_regime
 from verification._cli import (ArgumentParser, add_graph_options, add_problem_options, add_sweep_options,
-                               cell_overrides, close_options, finish_study, head_rule, positive_float, positive_int,
-                               run_main, sweep_options, user_input)
+                               cell_overrides, finish_study, head_rule, positive_float, positive_int,
+                               run_main, opened_sweep, user_input)
 
 PROG = "python -m verification.regime"
 DEFAULT_OUT = "results/regime"
@@ -61,11 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             floor_time=args.floor_time or (64.0 if quick else 256.0), base_seed=args.seed,
                             cell=cell_overrides(args))
         study.check()
-    options, out, _ = sweep_options(args, DEFAULT_OUT, study.cells(), study.seeds)
-    try:
+    with opened_sweep(args, DEFAULT_OUT, study.cells(), study.seeds) as (options, out, _):
         result, sweep = run_regime(study, options)
-    finally:
-        close_options(options)
     return finish_study(PROG, args, out, result, sweep, time.monotonic() - t0, render)
 
 

@@ -25,8 +25,8 @@ from deprl_theory.io import provenance, write_json_atomic, write_text_atomic
 from deprl_theory.sweep import CacheMiss
 from deprl_theory.tables import (exponent_rows, fmt, fmt_ci, latex_table, law_summary, markdown_table,
                                  transient_rows)
-from verification._cli import (ArgumentParser, UsageError, add_sweep_options, close_options, dump_json, run_main,
-                               sweep_options, user_input)
+from verification._cli import (ArgumentParser, UsageError, add_sweep_options, dump_json, run_main,
+                               opened_sweep, user_input)
 
 PROG = "python -m verification.report"
 DEFAULT_OUT = "report"
@@ -169,13 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = ReportStudy(quick=args.quick, base_seed=args.seed)
         study.check()
     cells, seeds = study.grid()
-    options, out, figures = sweep_options(args, DEFAULT_OUT, cells, max(len(s) for s in seeds))
-    try:
-        report = run_report(study, options, compute=not args.replot)
-    except CacheMiss as exc:
-        raise UsageError(f"--replot: {exc}; run without --replot first") from None
-    finally:
-        close_options(options)
+    with opened_sweep(args, DEFAULT_OUT, cells, max(len(s) for s in seeds)) as (options, out, figures):
+        try:
+            report = run_report(study, options, compute=not args.replot)
+        except CacheMiss as exc:
+            raise UsageError(f"--replot: {exc}; run without --replot first") from None
     summary = write_outputs(report, out, figures is not None, argv, t0)
     if args.json:
         print(dump_json(summary, indent=2))

@@ -46,8 +46,8 @@ from deprl_theory.graphs import TOPOLOGIES
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
 from deprl_theory.sweep import canonical_json
 from verification._cli import (ArgumentParser, add_problem_options, add_step_options, add_sweep_options,
-                               cell_overrides, close_options, dump_json, one_of, positive_float,
-                               positive_int, run_main, sweep_options, unit_float, user_input)
+                               cell_overrides, dump_json, one_of, positive_float,
+                               positive_int, run_main, opened_sweep, unit_float, user_input)
 
 PROG = "python -m verification.spectral"
 DEFAULT_OUT = "results/spectral"
@@ -160,9 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     study, law_study = study_from(args)
     cells = study.cells() + ([] if law_study is None else law_study.cells())
-    options, out, figures = sweep_options(args, DEFAULT_OUT, cells, study.seeds)
-    law, records = None, []
-    try:
+    law = None
+    with opened_sweep(args, DEFAULT_OUT, cells, study.seeds) as (options, out, figures):
         result, sweep = run_consensus(study, options)
         records, failures = list(sweep.records), list(sweep.failures)
         if law_study is not None:  # cells it shares with the consensus sweep come from the cache
@@ -170,8 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             seen = {(canonical_json(r["params"]), r["seed"]) for r in records}
             records += [r for r in law_sweep.records if (canonical_json(r["params"]), r["seed"]) not in seen]
             failures += law_sweep.failures
-    finally:
-        close_options(options)
     for f in failures:
         sys.stderr.write(f"{PROG}: cell {f['params']['topology']} N={f['params']['N']} K={f['params']['K']} "
                          f"failed: {f['error']}\n")

@@ -24,8 +24,8 @@ from deprl_theory.experiments.speedup import (DEFAULT_ROUNDS, FIT_METRICS, QUICK
 from deprl_theory.rates import DEFAULT_MARGIN
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
 from verification._cli import (ArgumentParser, UsageError, add_graph_options, add_problem_options, add_step_options,
-                               add_sweep_options, cell_overrides, close_options, dump_json, margin, nonneg_float,
-                               one_of, positive_float, positive_int, run_main, sweep_options, user_input)
+                               add_sweep_options, cell_overrides, dump_json, margin, nonneg_float,
+                               one_of, positive_float, positive_int, run_main, opened_sweep, user_input)
 
 PROG = "python -m verification.speedup"
 DEFAULT_OUT = "results/speedup"
@@ -122,13 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     study = study_from(args)
     seeds = args.max_seeds if args.until_decisive else study.seeds
-    options, out, figures = sweep_options(args, DEFAULT_OUT, study.cells(), seeds)
-    try:
+    with opened_sweep(args, DEFAULT_OUT, study.cells(), seeds) as (options, out, figures):
         result, sweep = run_speedup(study, options, until_decisive=args.until_decisive, max_seeds=args.max_seeds,
                                     auto_rounds=study.regime == "theory", max_rounds=args.max_rounds,
                                     budget=args.budget)
-    finally:
-        close_options(options)
     for f in sweep.failures:
         sys.stderr.write(f"{PROG}: cell {f['params']['N']}x{f['params']['K']} failed: {f['error']}\n")
     summary = write_outputs(result, out, figures, argv, t0)
