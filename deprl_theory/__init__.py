@@ -5,7 +5,7 @@ Layers (one module each):
 * :mod:`~deprl_theory.graphs`      topologies, mixing matrices, spectral gap, A4 checks
 * :mod:`~deprl_theory.problems`    synthetic linear / non-linear problems with ground truth
 * :mod:`~deprl_theory.engine`      vectorized DePRL, D-PSGD, local-only, centralized
-* :mod:`~deprl_theory.rates`       rate exponents, bootstrap CIs, verdicts
+* :mod:`~deprl_theory.inference`   rate exponents with t intervals, group-sequential designs, verdicts
 * :mod:`~deprl_theory.bound`       the convergence bound as editable sympy terms
 * :mod:`~deprl_theory.constants`   constants of the bound estimated on a problem
 * :mod:`~deprl_theory.expressions` safe parsing of user formulas (no code is evaluated)
@@ -33,7 +33,7 @@ from .graphs import (
     uniform_weights,
 )
 from .problems import Problem, make_problem, population_metrics
-from .rates import ConfidenceInterval, RateFit, Verdict, fit_rate, fit_slope, speedup_verdict
+from .inference import ConfidenceInterval, RateFit, Verdict, fit_rate, fit_slope, speedup_verdict
 from .sweep import SweepOptions, SweepResult, cell_seed, run_sweep
 
 __version__ = "0.1.0"

@@ -138,6 +138,10 @@ def parse_head_rule(head_rule: str | float, n_workers: int) -> float:
     return value
 
 
+#: representation step rules: the theorem's beta = c sqrt(N/K), and the N-free c/sqrt(K) (a known sublinear case)
+BETA_RULES = ("c*sqrt(N/K)", "c/sqrt(K)")
+
+
 def theory_step_sizes(
     n_workers: int,
     rounds: int,
@@ -148,28 +152,37 @@ def theory_step_sizes(
     head_step: float | None = None,
     beta_max: float = 0.5,
     alpha_max: float = 0.5,
+    beta_rule: str = "c*sqrt(N/K)",
 ) -> StepSizes:
     """Step sizes of the theory (docs/theory.md, sections 5-6).
 
-    ``beta = c sqrt(N / K)``; ``alpha = a beta / tau`` with ``a`` from
-    ``head_rule`` ("1/N" by default), or a fixed ``head_step`` alpha if given.
-    Each step is capped by its stability limit; a binding cap is reported in
-    ``StepSizes.capped`` and in the rule string.
+    ``beta = c sqrt(N / K)`` (``beta_rule="c*sqrt(N/K)"``, the theorem's step),
+    or the N-free ``beta = c / sqrt(K)`` (``beta_rule="c/sqrt(K)"``, a known
+    sublinear case: the optimisation term then does not shrink with N);
+    ``alpha = a beta / tau`` with ``a`` from ``head_rule`` ("1/N" by default),
+    or a fixed ``head_step`` alpha if given. Each step is capped by its
+    stability limit; a binding cap is reported in ``StepSizes.capped`` and in
+    the rule string.
     """
     if rounds < 1:
         raise ValueError(f"rounds K must be >= 1, got {rounds}")
     if not c > 0:
         raise ValueError(f"c must be positive, got {c}")
-    beta = c * math.sqrt(n_workers / rounds)
+    if beta_rule not in BETA_RULES:
+        raise ValueError(f"unknown beta rule {beta_rule!r}; use one of {', '.join(BETA_RULES)}")
+    if beta_rule == "c/sqrt(K)":
+        beta, beta_text = c / math.sqrt(rounds), f"beta = {c:g}/sqrt(K)"
+    else:
+        beta, beta_text = c * math.sqrt(n_workers / rounds), f"beta = {c:g} sqrt(N/K)"
     if head_step is not None:
         if not head_step > 0:
             raise ValueError(f"head step must be positive, got {head_step}")
         alpha = float(head_step)
-        rule = f"beta = {c:g} sqrt(N/K); alpha = {alpha:g} (fixed)"
+        rule = f"{beta_text}; alpha = {alpha:g} (fixed)"
     else:
         a = parse_head_rule(head_rule, n_workers)
         alpha = a * beta / tau
-        rule = f"beta = {c:g} sqrt(N/K); alpha = a beta / tau with a = {head_rule}"
+        rule = f"{beta_text}; alpha = a beta / tau with a = {head_rule}"
     capped = []
     if beta > beta_max:
         beta, capped = beta_max, capped + [f"beta capped at {beta_max:g}"]

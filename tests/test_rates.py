@@ -47,7 +47,7 @@ def test_a_wide_interval_around_one_is_inconclusive_and_says_how_many_seeds_woul
     fit = fit_rate(N, K, vals)
     v = speedup_verdict(fit)
     assert fit.speedup_ci.low < 0.9 < fit.speedup_ci.high
-    assert v.word == "inconclusive" and v.seeds_to_decide > 4 and "seeds would decide" in v.reason
+    assert v.word == "inconclusive" and v.seeds_to_decide > 4 and "seeds to decide" in v.reason
 
 
 def _fit(s_ci, e_K_ci, s=None, seeds=8):
@@ -61,14 +61,16 @@ CONVERGING = (-0.55, -0.45)
 
 
 @pytest.mark.parametrize("s_ci,expected", [
-    # none | sublinear boundary at 0
-    ((-0.05, 0.5), "none"), ((0.01, 0.5), "sublinear"), ((-0.9, -0.3), "none"),
+    # none | sublinear boundary at hi = m: only a CI wholly below the margin says "no speedup"
+    ((-0.05, 0.09), "none"), ((-0.05, 0.11), "sublinear"), ((-0.9, -0.3), "none"), ((0.01, 0.5), "sublinear"),
+    # a CI that contains 0 but reaches past 1 - m says nothing: the old rule called it none
+    ((-0.05, 1.5), "inconclusive"), ((-3.0, 4.0), "inconclusive"),
     # sublinear | inconclusive boundary at hi = 1 - m
     ((0.5, 0.89), "sublinear"), ((0.5, 0.91), "inconclusive"),
     # inconclusive | linear boundary at lo = 1 - m
     ((0.89, 1.2), "inconclusive"), ((0.91, 1.2), "linear"),
-    # linear | superlinear boundary at lo = 1 + m
-    ((1.09, 1.3), "linear"), ((1.11, 1.3), "superlinear"),
+    # linear | superlinear boundary at lo = 1 + m; linear is non-inferiority: hi may pass 1 + m
+    ((1.09, 1.3), "linear"), ((1.11, 1.3), "superlinear"), ((0.95, 1.5), "linear"),
     # the old rule called [0.8, 1.4] linear: it cannot tell linear from 20 % sublinear
     ((0.8, 1.4), "inconclusive"), ((0.2, 1.6), "inconclusive"),
     ((-np.inf, np.inf), "inconclusive"),
@@ -77,6 +79,19 @@ def test_verdict_table_on_each_side_of_each_boundary(s_ci, expected):
     v = speedup_verdict(_fit(s_ci, CONVERGING))
     assert v.word == expected, v.reason
     assert v.converges is True and v.reason
+
+
+def test_linear_says_whether_the_upper_end_is_within_the_margin_too():
+    both = speedup_verdict(_fit((0.95, 1.05), CONVERGING))
+    assert both.word == "linear" and both.equivalent is True and "equivalent" in both.reason
+    upper = speedup_verdict(_fit((0.95, 1.3), CONVERGING))
+    assert upper.word == "linear" and upper.equivalent is False and "hi 1.300 > 1 + m" in upper.reason
+
+
+@pytest.mark.parametrize("e_K_ci,where", [((-0.05, 0.02), "reaches 0"), ((0.10, 0.14), "lies at or above 0")])
+def test_no_convergence_names_where_the_e_K_interval_lies(e_K_ci, where):
+    v = speedup_verdict(_fit((0.95, 1.05), e_K_ci))
+    assert v.word == "none" and where in v.reason
 
 
 @pytest.mark.parametrize("e_K_ci,expected,converges", [

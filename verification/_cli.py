@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from deprl_theory.engine import BETA_RULES
 from deprl_theory.experiments.records import InsufficientData
 from deprl_theory.io import to_jsonable
 from deprl_theory.sweep import SweepOptions, choose_executor
@@ -272,7 +273,7 @@ def one_of(names: Sequence[str], what: str) -> Callable[[str], str]:
 # --------------------------------------------------------------------------- the cell options
 _PROBLEM_OPTIONS = ("problem", "dim", "rank", "true_rank", "batch", "noise", "heterogeneity", "heads", "activation",
                     "n_eval")
-_STEP_OPTIONS = ("tau", "c", "head_rule", "head_step", "beta_max", "alpha_max", "sampler")
+_STEP_OPTIONS = ("tau", "c", "beta_rule", "head_rule", "head_step", "beta_max", "alpha_max", "sampler")
 _GRAPH_OPTIONS = ("algorithm", "topology", "weights", "gap", "p", "degree")
 
 
@@ -317,7 +318,10 @@ def add_step_options(parser: argparse.ArgumentParser) -> None:
     """The theory's step sizes: beta = c sqrt(N/K), alpha = a beta / tau, with stability caps."""
     g = parser.add_argument_group("step sizes")
     g.add_argument("--tau", type=positive_int, default=5, help="local head steps per round (default 5)")
-    g.add_argument("--c", type=positive_float, default=0.5, help="beta = c sqrt(N/K) (default 0.5)")
+    g.add_argument("--c", type=positive_float, default=0.5, help="the constant c of the beta rule (default 0.5)")
+    g.add_argument("--beta-rule", type=one_of(BETA_RULES, "beta rule"), default=BETA_RULES[0],
+                   help="representation step: 'c*sqrt(N/K)' (default, the theorem's step) or 'c/sqrt(K)' "
+                        "(N-free: a known sublinear case, the optimisation term does not shrink with N)")
     g.add_argument("--head-rule", type=head_rule, default="1/N",
                    help="a in alpha = a beta / tau: '1/N' (default), '1/sqrt(N)' or a number")
     g.add_argument("--head-step", type=positive_float, default=None,

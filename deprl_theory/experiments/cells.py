@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .._rng import derive_seed
-from ..engine import METRICS, RunResult, StepSizes, run, theory_step_sizes
+from ..engine import BETA_RULES, METRICS, RunResult, StepSizes, run, theory_step_sizes
 from ..graphs import mixing_matrix, mixing_rate
 from ..problems import Problem, make_problem
 from ..resources import MemoryEstimate, run_memory
@@ -62,7 +62,7 @@ CELL_DEFAULTS: dict[str, Any] = {
 #: parameters a cell carries only when they are set (the graph's own: erdos_renyi's p, random_regular's
 #: degree; the problem's true_rank, set only for a misspecified model), so that cells without them keep
 #: their keys, and with them their random streams
-OPTIONAL_KEYS = ("p", "degree", "true_rank")
+OPTIONAL_KEYS = ("p", "degree", "true_rank", "beta_rule")
 
 #: the parameters that define the problem instance (not the run); an optional one (true_rank) enters the
 #: instance's seed only when it is set, so realizable cells keep the instances they always had
@@ -84,6 +84,11 @@ def cell_params(**overrides: Any) -> dict:
         raise ValueError(f"unknown cell parameter(s): {', '.join(sorted(unknown))}")
     params = dict(CELL_DEFAULTS)
     params.update({k: v for k, v in overrides.items() if k not in OPTIONAL_KEYS or v is not None})
+    # the theorem's step is the default and is not carried, so default cells keep their keys and streams
+    if params.get("beta_rule") == BETA_RULES[0]:
+        del params["beta_rule"]
+    if params.get("beta_rule") is not None and params["beta_rule"] not in BETA_RULES:
+        raise ValueError(f"unknown beta rule {params['beta_rule']!r}; use one of {', '.join(BETA_RULES)}")
     true_rank = params.get("true_rank")
     if true_rank is not None and (isinstance(true_rank, bool) or not isinstance(true_rank, int)
                                   or true_rank <= params["rank"]):
@@ -215,7 +220,8 @@ def cell_steps(params: Mapping[str, Any]) -> StepSizes:
     """The theory's step sizes of a cell (beta = c sqrt(N/K), alpha = a beta / tau, capped)."""
     p = {**CELL_DEFAULTS, **params}
     return theory_step_sizes(int(p["N"]), int(p["K"]), int(p["tau"]), c=p["c"], head_rule=p["head_rule"],
-                             head_step=p["head_step"], beta_max=p["beta_max"], alpha_max=p["alpha_max"])
+                             head_step=p["head_step"], beta_max=p["beta_max"], alpha_max=p["alpha_max"],
+                             beta_rule=p.get("beta_rule") or BETA_RULES[0])
 
 
 def run_cell(params: Mapping[str, Any], seeds: Sequence[int], base_seed: int, *,

@@ -45,7 +45,8 @@ from .records import seed_mean
 
 __all__ = ["PredictedTransient", "template_transient", "template_K0", "predict_transient", "transient_cells",
            "measured_transient", "Crossing", "transient_crossing", "NOISE_CONSENSUS_TERM", "noise_transient",
-           "model_K0", "gap_exponent"]
+           "model_K0", "gap_exponent", "COMPANION_FACTOR", "EXCESS_STATES", "ExcessLaw", "TransientDecomposition",
+           "negligible_tol", "excess_law", "decompose_transient"]
 
 
 @dataclass(frozen=True)
@@ -268,3 +269,219 @@ def transient_crossing(rounds: Sequence[int], gbar: np.ndarray, gbar_ref: np.nda
     frac = (r0 - factor) / (r0 - r1)
     K0 = math.exp(math.log(rounds[i - 1]) + frac * (math.log(rounds[i]) - math.log(rounds[i - 1])))
     return Crossing(K_grid, float(K0), None, ratios)
+
+
+# --- the exact-averaging companion: the graph's excess over W = 11^T/N on the same instances and seeds ---
+
+#: transient factor: the transient of an N ends where Gbar comes within this factor of exact averaging
+COMPANION_FACTOR = 1.25
+#: the states of one N's excess over the companion
+EXCESS_STATES = ("negligible", "transient", "persistent", "unresolved")
+
+
+@dataclass(frozen=True)
+class ExcessLaw:
+    """One N's excess of Gbar over the exact-averaging companion, per K, with CIs over seeds.
+
+    Attributes
+    ----------
+    n : int
+    rounds : list of int
+    ratio, ratio_ci : per K, the geometric mean over seeds of Gbar / Gbar_companion and its t interval
+    excess, excess_ci : per K, the mean over seeds of Gbar - Gbar_companion and its t interval
+    exponent, exponent_ci : the K-exponent of the mean excess (log-log least squares; a jackknife
+        t interval over seeds); None when the mean excess is not positive at every K
+    state : one of :data:`EXCESS_STATES`
+        ``negligible``: every ratio CI within [1/(1+tol), 1+tol], too small to move s by half the margin;
+        ``transient``: the excess decays faster than the leading term by more than the margin;
+        ``persistent``: it does not; ``unresolved``: the CIs cannot tell.
+    K0, K0_how : the K from which the ratio stays within the transient factor; ``"measured"`` (on the
+        grid), ``"at or before the grid"``, ``"extrapolated"`` from the excess law, or None
+    """
+
+    n: int
+    rounds: list[int]
+    ratio: list[float]
+    ratio_ci: list[list[float]]
+    excess: list[float]
+    excess_ci: list[list[float]]
+    exponent: float | None
+    exponent_ci: list[float] | None
+    state: str
+    K0: float | None
+    K0_how: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"N": self.n, "K": self.rounds, "ratio": self.ratio, "ratio_ci": self.ratio_ci, "excess": self.excess,
+                "excess_ci": self.excess_ci, "exponent": self.exponent, "exponent_ci": self.exponent_ci,
+                "state": self.state, "K0": self.K0, "K0_how": self.K0_how}
+
+
+@dataclass(frozen=True)
+class TransientDecomposition:
+    """Whether the graph's grid exponent is bent by a transient that exact averaging does not have.
+
+    Attributes
+    ----------
+    per_n : dict N -> ExcessLaw
+    companion_e_K : float
+        The leading term's K-exponent, from the companion's fit.
+    rate_is_companion : bool or None
+        True: every N's excess is negligible or transient and at least one is
+        transient, so the asymptotic rate is the companion's; False: some N's
+        excess persists (or none has any), so the graph's own exponent is the
+        rate; None: some N's excess is unresolved.
+    reason : str
+    level, margin, factor, tol : the settings of the rule
+    """
+
+    per_n: dict[int, ExcessLaw]
+    companion_e_K: float
+    rate_is_companion: bool | None
+    reason: str
+    level: float
+    margin: float
+    factor: float
+    tol: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"per_N": {str(n): v.as_dict() for n, v in self.per_n.items()}, "companion_e_K": self.companion_e_K,
+                "rate_is_companion": self.rate_is_companion, "reason": self.reason, "level": self.level,
+                "margin": self.margin, "factor": self.factor, "negligible_tol": self.tol}
+
+
+def negligible_tol(n: Sequence[int], margin: float) -> float:
+    """The largest ratio excess 1 + tol that cannot move s by more than half the margin.
+
+    A factor between 1 and 1 + tol spread over the worker counts moves e_N by
+    at most log(1 + tol) / log(N_max / N_min); with e_K near -1/2 that moves
+    s by twice as much. tol is set so that this is m / 2.
+    """
+    return float(math.exp(margin / 4 * math.log(max(n) / min(n))) - 1)
+
+
+def _t(level: float, df: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + level / 2, df))
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope and intercept of y on x; y may carry leading axes (slopes per row)."""
+    xc = x - x.mean()
+    b = (y - y.mean(axis=-1, keepdims=True)) @ xc / (xc @ xc)
+    return b, y.mean(axis=-1) - b * x.mean()
+
+
+def excess_law(n: int, rounds: Sequence[int], graph: np.ndarray, companion: np.ndarray, *, level: float,
+               leading_e_K: float, margin: float, tol: float, factor: float = COMPANION_FACTOR) -> ExcessLaw:
+    """The excess of one N (``graph`` and ``companion`` are (len(rounds), S), seed j the same instance in both)."""
+    g, c = np.asarray(graph, float), np.asarray(companion, float)
+    S = g.shape[1]
+    t = _t(level, S - 1)
+    log_ratio = np.log(g / c)
+    lr, lr_se = log_ratio.mean(axis=1), log_ratio.std(axis=1, ddof=1) / math.sqrt(S)
+    ratio = np.exp(lr)
+    ratio_ci = np.stack([np.exp(lr - t * lr_se), np.exp(lr + t * lr_se)], axis=1)
+    diff = g - c
+    ex, ex_se = diff.mean(axis=1), diff.std(axis=1, ddof=1) / math.sqrt(S)
+    ex_ci = np.stack([ex - t * ex_se, ex + t * ex_se], axis=1)
+    x = np.log(np.asarray(rounds, float))
+    exponent = exponent_ci = None
+    if np.all(ex > 0) and len(rounds) >= 2:
+        exponent = float(_slope(x, np.log(ex))[0])
+        # jackknife over seeds: the slope of the log mean excess with seed j left out
+        loo = (diff.sum(axis=1, keepdims=True) - diff) / (S - 1)  # (K, S)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            jack = _slope(x, np.log(loo.T))[0]  # (S,)
+        if np.all(np.isfinite(jack)):
+            se = math.sqrt((S - 1) / S * float(((jack - jack.mean()) ** 2).sum()))
+            exponent_ci = [exponent - t * se, exponent + t * se]
+    if np.all(ratio_ci[:, 1] <= 1 + tol) and np.all(ratio_ci[:, 0] >= 1 / (1 + tol)):
+        state = "negligible"
+    elif exponent_ci is not None and exponent_ci[1] < leading_e_K - margin:
+        state = "transient"
+    elif exponent_ci is not None and exponent_ci[0] > leading_e_K - margin:
+        state = "persistent"
+    else:
+        state = "unresolved"
+    cross = transient_crossing(rounds, g, c, factor)
+    K0, how = None, None
+    if cross.censored == "below":
+        K0, how = float(rounds[0]), "at or before the grid"
+    elif cross.K0 is not None:
+        K0, how = cross.K0, "measured"
+    elif exponent is not None:
+        # ratio - 1 = excess / companion: both power laws in K, fitted on the seed means
+        b_c, a_c = _slope(x, np.log(c.mean(axis=1)))
+        b_e, a_e = _slope(x, np.log(ex))
+        if b_e < b_c:
+            K0, how = float(math.exp((math.log(factor - 1) - a_e + a_c) / (b_e - b_c))), "extrapolated"
+    return ExcessLaw(int(n), [int(k) for k in rounds], ratio.tolist(), ratio_ci.tolist(), ex.tolist(),
+                     ex_ci.tolist(), exponent, exponent_ci, state, K0, how)
+
+
+def decompose_transient(graph: Mapping[tuple[int, int], np.ndarray], companion: Mapping[tuple[int, int], np.ndarray],
+                        *, leading_e_K: float, level: float = 0.95, margin: float = 0.1,
+                        factor: float = COMPANION_FACTOR) -> TransientDecomposition:
+    """Is the graph's grid exponent the rate, or a transient over the exact-averaging companion?
+
+    Parameters
+    ----------
+    graph, companion : mapping (N, K) -> array over seeds
+        Gbar of the graph and of exact averaging (W = 11^T/N) on the same
+        instances and seed indices. Cells where any seed of either is not
+        finite are left out.
+    leading_e_K : float
+        The K-exponent of the leading term: the companion's fitted e_K.
+    level : float
+        Level of every interval (a sequential design's look level).
+    margin : float
+        The excess decays faster than the leading term when its exponent's CI
+        lies below ``leading_e_K - margin``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> cells = [(n, k) for n in (4, 8, 16, 32) for k in (500, 1000, 2000, 4000)]
+    >>> noise = {key: np.exp(0.01 * rng.standard_normal(8)) for key in cells}
+    >>> comp = {(n, k): (n * k) ** -0.5 * noise[(n, k)] for n, k in cells}
+    >>> ring = {(n, k): comp[(n, k)] + 0.03 * n / k * noise[(n, k)] for n, k in cells}
+    >>> d = decompose_transient(ring, comp, leading_e_K=-0.5)
+    >>> d.rate_is_companion, d.per_n[32].state, round(d.per_n[32].exponent, 2)
+    (True, 'transient', -1.0)
+    """
+    ns = sorted({n for n, _ in graph})
+    tol = negligible_tol(ns, margin)
+    per_n = {}
+    for n in ns:
+        ks = sorted(k for m, k in graph if m == n and (m, k) in companion
+                    and np.isfinite(graph[(m, k)]).all() and np.isfinite(companion[(m, k)]).all()
+                    and np.all(np.asarray(graph[(m, k)]) > 0) and np.all(np.asarray(companion[(m, k)]) > 0))
+        if len(ks) < 2:
+            continue
+        per_n[n] = excess_law(n, ks, np.array([graph[(n, k)] for k in ks]), np.array([companion[(n, k)] for k in ks]),
+                              level=level, leading_e_K=leading_e_K, margin=margin, tol=tol, factor=factor)
+    states = {n: law.state for n, law in per_n.items()}
+
+    def which(state: str) -> str:
+        return ", ".join(f"N = {n}" for n, s in states.items() if s == state)
+
+    if not per_n:
+        verdict, reason = None, "no N has two cells finished by both the graph and exact averaging"
+    elif any(s == "persistent" for s in states.values()):
+        verdict, reason = False, (f"the excess over exact averaging does not decay faster than the leading term "
+                                  f"at {which('persistent')}: the graph's own exponent is the rate")
+    elif any(s == "unresolved" for s in states.values()):
+        verdict, reason = None, (f"the excess over exact averaging is not resolved at {which('unresolved')} "
+                                 "(neither negligible nor decaying faster or slower than the leading term, "
+                                 "within the CIs)")
+    elif any(s == "transient" for s in states.values()):
+        verdict, reason = True, (f"the excess over exact averaging decays faster than the leading term at "
+                                 f"{which('transient')} (and is negligible elsewhere): a transient, so the "
+                                 "asymptotic rate is exact averaging's")
+    else:
+        verdict, reason = False, (f"the graph is within a factor 1 + {tol:.3f} of exact averaging at every cell: "
+                                  "no transient to separate")
+    return TransientDecomposition(per_n, float(leading_e_K), verdict, reason, float(level), float(margin),
+                                  float(factor), tol)
