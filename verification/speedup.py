@@ -5,9 +5,12 @@
 For each N, a geometric grid of rounds K and S seeds, the algorithm runs with
 the theory's step sizes (beta = c sqrt(N/K), alpha = a beta / tau); the
 time-averaged metrics Rbar, Hbar, Gbar are fitted as
-log Mbar = a0 + e_N log N + e_K log K (bootstrap over seeds), and the speedup
-exponent s = e_N / e_K gives the verdict (docs/theory.md):
-linear / sublinear / none / inconclusive. The experiment itself is
+log Mbar = a0 + e_N log N + e_K log K (t intervals over per-seed fits), and the
+speedup exponent s = e_N / e_K gives the verdict (docs/theory.md): none /
+sublinear / linear / superlinear / inconclusive, or "<verdict> after transient"
+when the exact-averaging companion shows that the graph's excess over it is a
+transient. Seeds are added at the planned looks of a group-sequential design
+(O'Brien-Fleming by default). The experiment itself is
 deprl_theory.experiments.speedup; this module parses, calls and renders.
 """
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import Sequence
 from deprl_theory.experiments.records import run_rows
 from deprl_theory.experiments.speedup import (DEFAULT_ROUNDS, FIT_METRICS, QUICK_ROUNDS, SpeedupResult, SpeedupStudy,
                                               run_speedup)
-from deprl_theory.rates import DEFAULT_MARGIN
+from deprl_theory.experiments.decision import COMPANION_RULES
+from deprl_theory.inference import DEFAULT_DESIGN, DEFAULT_MARGIN, DESIGNS, geometric_looks
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
 from verification._cli import (ArgumentParser, UsageError, add_graph_options, add_problem_options, add_step_options,
                                add_sweep_options, cell_overrides, dump_json, margin, nonneg_float,
@@ -56,9 +60,20 @@ def build_parser() -> ArgumentParser:
                    help=f"equivalence margin m of the verdict: linear needs the CI's lower end within 1 +- m "
                         f"(default {DEFAULT_MARGIN})")
     o.add_argument("--until-decisive", action=argparse.BooleanOptionalAction, default=True,
-                   help="when the headline verdict is inconclusive for want of precision, add seeds in batches "
-                        "(reusing the cache) until it decides or --max-seeds is reached (default: on)")
-    o.add_argument("--max-seeds", type=positive_int, default=64, help="seed limit of --until-decisive (default 64)")
+                   help="group-sequential seeding: analyse at the planned looks (--looks) with the design's "
+                        "repeated-CI levels and stop at the first decisive headline verdict (default: on); "
+                        "--no-until-decisive runs --seeds seeds once, at the plain 95%% level")
+    o.add_argument("--looks", type=positive_int, nargs="+", default=None, metavar="S",
+                   help="seeds at each planned look, increasing, the first >= 2 (default: --seeds, then about "
+                        "x1.5 per look up to --max-seeds: 8 12 18 28 42 64)")
+    o.add_argument("--max-seeds", type=positive_int, default=64,
+                   help="seeds of the last default look (default 64)")
+    o.add_argument("--design", type=one_of(tuple(DESIGNS), "design"), default=DEFAULT_DESIGN,
+                   help="boundary of the group-sequential design: obrien-fleming (default) or pocock")
+    o.add_argument("--companion", type=one_of(COMPANION_RULES, "companion rule"), default="auto",
+                   help="run exact averaging (W = 11^T/N) on the same instances and seeds to separate the rate "
+                        "from the transient: auto (default: when the graph mixes, rho > 0, and the grid's "
+                        "verdict is not linear), always or never")
     o.add_argument("--transient-tol", type=nonneg_float, default=0.15,
                    help="measured transient: drop the smallest K of an N while the local log-log slope differs "
                         "from that N's tail slope by more than this (default 0.15; 0 keeps every cell)")
@@ -84,13 +99,25 @@ def study_from(args) -> SpeedupStudy:
         rounds = args.rounds
     if auto and args.max_rounds < max(rounds):
         raise UsageError(f"--max-rounds {args.max_rounds} is below the starting grid's largest K {max(rounds)}")
+    seeds = args.seeds or (4 if args.quick else 8)
+    looks: tuple[int, ...] = ()
+    if args.looks is not None and not args.until_decisive:
+        raise UsageError("--looks plans the looks of --until-decisive; drop --no-until-decisive or --looks")
+    if args.until_decisive:
+        if args.looks is not None:
+            looks = tuple(args.looks)
+            if args.seeds is not None and args.seeds != looks[0]:
+                raise UsageError(f"--seeds {args.seeds} differs from the first look {looks[0]}; give one of them")
+        else:
+            if args.max_seeds < seeds:
+                raise UsageError(f"--max-seeds {args.max_seeds} is below --seeds {seeds}")
+            looks = geometric_looks(seeds, args.max_seeds) if seeds >= 2 else (seeds,)
+        seeds = looks[0]
     with user_input():
-        study = SpeedupStudy(n=tuple(args.n), rounds=tuple(rounds), seeds=args.seeds or (4 if args.quick else 8),
-                             base_seed=args.seed, cell=cell_overrides(args), metric=args.metric, margin=args.margin,
-                             transient_tol=args.transient_tol, transient_factor=args.transient_factor,
-                             regime="theory" if auto else "tail")
-        if args.until_decisive and args.max_seeds < study.seeds:
-            raise ValueError(f"--max-seeds {args.max_seeds} is below --seeds {study.seeds}")
+        study = SpeedupStudy(n=tuple(args.n), rounds=tuple(rounds), seeds=seeds, looks=looks, design=args.design,
+                             companion=args.companion, base_seed=args.seed, cell=cell_overrides(args),
+                             metric=args.metric, margin=args.margin, transient_tol=args.transient_tol,
+                             transient_factor=args.transient_factor, regime="theory" if auto else "tail")
         study.check()  # every graph and problem is built and checked before anything runs
     return study
 
@@ -121,11 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     args = build_parser().parse_args(argv)
     study = study_from(args)
-    seeds = args.max_seeds if args.until_decisive else study.seeds
-    with opened_sweep(args, DEFAULT_OUT, study.cells(), seeds) as (options, out, figures):
-        result, sweep = run_speedup(study, options, until_decisive=args.until_decisive, max_seeds=args.max_seeds,
-                                    auto_rounds=study.regime == "theory", max_rounds=args.max_rounds,
-                                    budget=args.budget)
+    with opened_sweep(args, DEFAULT_OUT, study.cells(), study.max_seeds) as (options, out, figures):
+        result, sweep = run_speedup(study, options, auto_rounds=study.regime == "theory",
+                                    max_rounds=args.max_rounds, budget=args.budget)
     for f in sweep.failures:
         sys.stderr.write(f"{PROG}: cell {f['params']['N']}x{f['params']['K']} failed: {f['error']}\n")
     summary = write_outputs(result, out, figures, argv, t0)
@@ -143,10 +168,18 @@ def _ci(c) -> str:
     return "[   nan,    nan]" if c[0] is None or c[1] is None else f"[{_f(c[0])}, {_f(c[1])}]"
 
 
+def _level(level: float) -> str:
+    """A CI level for a header: 95%, 99.98%, 1-1.4e-08."""
+    if level > 0.99999:
+        return f"1-{1 - level:.1e}"
+    return f"{100 * level:.4g}%"
+
+
 def _table(summary: dict) -> list[str]:
     fits = summary["metrics"]
-    lines = [f"{'metric':<7}{'e_N':>8}  {'95% CI':<18}{'e_K':>8}  {'95% CI':<18}{'s=e_N/e_K':>10}  "
-             f"{'95% CI':<18}verdict"]
+    lv = _level(summary["level"]) + " CI"
+    lines = [f"{'metric':<7}{'e_N':>8}  {lv:<18}{'e_K':>8}  {lv:<18}{'s=e_N/e_K':>10}  "
+             f"{lv:<18}verdict on this grid"]
     for m in FIT_METRICS:
         d = fits[m]
         star = " <- headline" if m == summary["metric"] else ""
@@ -159,7 +192,46 @@ def _table(summary: dict) -> list[str]:
             lines.append(f"  {m} over all cells (untrimmed): s = {_f(u['speedup']['value'])} "
                          f"{_ci(u['speedup']['ci'])}, e_K = {_f(u['K']['value'])} -> {u['verdict']}")
     s = summary["settings"]
-    lines.append(f"intervals: {s['intervals']['method']}; verdict margin m = {s['margin']:g}")
+    lines.append(f"intervals: {s['intervals']['method']}, level {_level(summary['level'])}; "
+                 f"verdict margin m = {s['margin']:g}")
+    return lines
+
+
+def _sequential(summary: dict) -> list[str]:
+    seq = summary.get("sequential") or {}
+    if not seq:
+        s = summary["settings"]
+        return [f"fixed design: {s['seeds']} seeds, intervals at the plain 95% level"]
+    d = seq["design"]
+    levels = ", ".join(_level(v) for v in d["levels"])
+    return [f"design: {d['description'].split(',')[0]}, looks at {d['looks']} seeds "
+            f"(repeated-CI levels {levels}; two-sided alpha {d['alpha']:g})",
+            f"  stopped at look {seq['stopped_at_look']} of {len(d['looks'])} ({seq['seeds']} seeds): {seq['why']}; "
+            f"verdict per look: {', '.join(seq['verdicts_per_look'])}"]
+
+
+def _companion(summary: dict) -> list[str]:
+    comp = summary.get("companion")
+    if not comp:
+        return []
+    fit = comp["fit"]
+    dec = comp["decomposition"] or {}
+    lines = [f"exact averaging on the same instances and seeds (--companion {comp['rule']}): "
+             f"s = {_f(fit['speedup']['value'])} {_ci(fit['speedup']['ci'])}, e_K = {_f(fit['K']['value'])} "
+             f"{_ci(fit['K']['ci'])} -> {fit['verdict']}"]
+    if dec:
+        lines.append(f"graph over exact averaging, per N (Gbar ratio per K; the excess's K-exponent against the "
+                     f"leading {dec['companion_e_K']:+.3f}; transient ends where the ratio is within "
+                     f"{dec['factor']:g}):")
+        for n, law in dec["per_N"].items():
+            ratios = ", ".join(f"{r:.3f}" for r in law["ratio"])
+            ex = ("excess not positive at every K" if law["exponent"] is None else
+                  f"excess ~ K^{law['exponent']:+.2f}" + ("" if law["exponent_ci"] is None else
+                                                         f" {_ci(law['exponent_ci'])}"))
+            k0 = ("" if law["K0"] is None else
+                  f"; K0 = {law['K0']:.3g} ({law['K0_how']})")
+            lines.append(f"  N = {n:>4}: ratio {ratios} at K = {law['K']}; {ex}: {law['state']}{k0}")
+        lines.append(f"  -> {dec['reason']}")
     return lines
 
 
@@ -175,22 +247,18 @@ def _diagnostics(summary: dict) -> list[str]:
 
 
 def _transient(summary: dict) -> list[str]:
-    lines = ["transient (consensus term vs leading term, docs/theory.md; predicted K0 uses the template's "
-             "worst-case constants):"]
-    for n, t in summary["transient"].items():
-        k0, past = t.get("K0"), t.get("grid_past_transient")
-        state = "unknown" if past is None else ("grid past it" if past else "grid NOT past it")
-        k0s = "n/a" if k0 is None else f"{k0:.3g}"
-        meas = t.get("measured_transient_K") or []
-        mstate = f"measured: K = {meas} still transient" if meas else "measured: every K on the power law"
-        lines.append(f"  N = {n:>4}: spectral gap {t['spectral_gap']:.3f}, predicted K0 = {k0s} -> {state}; {mstate}")
+    lines = []
     if summary["excluded_cells"]:
-        lines.append("excluded from the fit as transient:")
+        lines.append("excluded from the fit as transient (local slopes against each N's tail):")
         lines += [f"  (N={e['N']}, K={e['K']}): {e['why']}" for e in summary["excluded_cells"]]
     else:
-        lines.append("excluded from the fit: none (every cell is past the measured transient)")
+        lines.append("excluded from the fit: none (every cell's local slope agrees with its N's tail)")
     if summary["fit_note"]:
         lines.append("note: " + summary["fit_note"])
+    bounds = [(n, t.get("K0"), t["spectral_gap"]) for n, t in summary["transient"].items()]
+    lines.append("template's K0 (an upper bound: worst-case constants, often orders of magnitude too large): "
+                 + ", ".join(f"N = {n}: {'n/a' if k0 is None else f'{k0:.3g}'} (gap {gap:.3f})"
+                             for n, k0, gap in bounds))
     return lines
 
 
@@ -201,7 +269,8 @@ def render(summary: dict) -> str:
         f"DePRL linear-speedup check: {s['algorithm']} on {s['topology']} ({s['weights']}), {s['problem']} problem "
         f"d={s['dim']} r={s['rank']} b={s['batch']} tau={s['tau']} noise={s['noise']}",
         f"grid: N = {s['n']}, K = {s['rounds']}, {s['seeds']} seeds (base seed {s['base_seed']}); "
-        f"step rule: {s['step_rule']}", "", *_table(summary), "", *_transient(summary)]
+        f"step rule: {s['step_rule']}", "", *_table(summary), *_sequential(summary), "", *_companion(summary),
+        *_transient(summary)]
     if "superlinear" in summary["verdicts"].values() or not summary["metrics"][summary["metric"]].get("asymptotic", True):
         lines += _diagnostics(summary)
     if summary["diverged"]:
@@ -215,16 +284,15 @@ def render(summary: dict) -> str:
                                       if r["needs"] else "; the trend does not point to it"))
             slopes = ", ".join(f"{v:+.2f}" for v in r["slopes"])
             lines.append(f"  N = {n:>4}: K = {r['K']}; local slopes {slopes}; {state}")
-    if summary["stopping"]:
-        st = summary["stopping"]
-        seeds = f"seeds tried {st['seeds_tried']}; " if "seeds_tried" in st else ""
-        lines.append(f"stopped extending: {seeds}{st['why']}")
+    if summary["stopping"].get("why"):
+        lines.append(f"--rounds auto stopped extending: {summary['stopping']['why']}")
     figs = summary["figures"]
     lines += [
         "",
         f"verdict ({summary['metric']}): {summary['verdict'].upper()} -- {summary['reason']}",
-        "per metric: " + ", ".join(f"{m} {v}" + ("" if summary["converges"][m] is not False else " (no convergence)")
-                                   for m, v in summary["verdicts"].items()),
+        "per metric, on this grid: " + ", ".join(
+            f"{m} {v}" + ("" if summary["converges"][m] is not False else " (no convergence)")
+            for m, v in summary["verdicts"].items()),
         f"results: {summary['outputs']['csv']}, {summary['outputs']['summary']}; "
         f"{len(figs)} figure files in {Path(figs[0]).parent if figs else '-'}",
         f"sweep: {summary['sweep']['computed']} runs computed, {summary['sweep']['cached']} from cache; "

@@ -19,14 +19,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..rates import CI_METHOD, DEFAULT_MARGIN, RateFit, Verdict, fit_rate, speedup_verdict
+from ..inference import (CI_METHOD, DEFAULT_DESIGN, DEFAULT_MARGIN, FIXED_LEVEL, GroupSequentialDesign,
+                         fit_rate, geometric_looks, group_sequential_design, run_sequential)
 from ..sweep import SweepOptions, run_sweep
 from .cells import TASK_VERSION, cell_cost, cell_params, check_cells, checked_rho, simulate_cell, validate_result
+from .decision import COMPANION_RULES, MetricFit, RateDecision, companion_needed, fit_metric, rate_decision
 from .records import diverged_runs, metric_table, seed_mean, step_table
 from .transient import PredictedTransient, predict_transient, transient_cells
 
 __all__ = ["FIT_METRICS", "DEFAULT_ROUNDS", "QUICK_ROUNDS", "SpeedupStudy", "MetricFit", "KEps", "SpeedupResult",
-           "run_speedup", "analyse_speedup", "rounds_to_accuracy", "regime_starts"]
+           "run_speedup", "analyse_speedup", "rounds_to_accuracy", "regime_starts", "companion_cell"]
 
 #: the metrics fitted (C, the consensus error, is stored but not fitted: it is 0 on a complete graph)
 FIT_METRICS = ("R", "H", "G")
@@ -45,7 +47,7 @@ class SpeedupStudy:
     rounds : tuple of int
         The K grid (at least two distinct).
     seeds : int
-        Seeds per cell.
+        Seeds per cell of a fixed design (one look at the plain 95 % level).
     base_seed : int
     cell : mapping
         Cell parameters shared by every cell (algorithm, topology, problem, ...;
@@ -67,6 +69,17 @@ class SpeedupStudy:
         ``"theory"`` (``--rounds auto``) keeps, per N, the cells from which
         every local slope of the headline metric is within the margin of the
         theory's -1/2.
+    looks : tuple of int
+        The planned looks of a group-sequential design (seeds at each look,
+        increasing); empty: the fixed design at ``seeds``. :func:`run_speedup`
+        analyses look k with ``seeds`` set to ``looks[k]``.
+    design : {"obrien-fleming", "pocock"}
+        Boundary shape of the group-sequential design.
+    companion : {"auto", "always", "never"}
+        When the exact-averaging companion runs on the same instances and
+        seeds: ``auto`` when the graph mixes (rho > 0) and the grid's headline
+        verdict is not ``linear`` (the only case where it can change the
+        verdict), ``always``, or ``never``.
     """
 
     n: tuple[int, ...] = (4, 8, 16, 32)
@@ -80,8 +93,14 @@ class SpeedupStudy:
     transient_factor: float = 0.0
     extra_rounds: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
     regime: str = "tail"
+    looks: tuple[int, ...] = ()
+    design: str = DEFAULT_DESIGN
+    companion: str = "auto"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "looks", tuple(int(v) for v in self.looks))
+        if self.companion not in COMPANION_RULES:
+            raise ValueError(f"companion must be one of {', '.join(COMPANION_RULES)}, got {self.companion!r}")
         object.__setattr__(self, "n", tuple(sorted({int(n) for n in self.n})))
         object.__setattr__(self, "rounds", tuple(sorted({int(k) for k in self.rounds})))
         object.__setattr__(self, "cell", dict(self.cell))
@@ -98,12 +117,27 @@ class SpeedupStudy:
         if len(self.rounds) < 2:
             raise ValueError("need at least two distinct K to fit the K exponent")
         if self.seeds < 2:
-            raise ValueError(f"need at least 2 seeds to bootstrap, got {self.seeds}")
+            raise ValueError(f"need at least 2 seeds for an interval, got {self.seeds}")
+        if self.looks:
+            self.sequential_design()  # bad looks or an unknown design fail here, before anything runs
         if not 0 <= self.margin < 1:
             raise ValueError(f"margin must lie in [0, 1), got {self.margin}")
         if self.metric not in FIT_METRICS:
             raise ValueError(f"metric must be one of {', '.join(FIT_METRICS)}, got {self.metric!r}")
         cell_params(**self.cell)  # unknown cell parameters fail here
+
+    def sequential_design(self) -> GroupSequentialDesign | None:
+        """The group-sequential design of the planned looks (None: the fixed design)."""
+        return group_sequential_design(self.looks, self.design) if self.looks else None
+
+    @property
+    def max_seeds(self) -> int:
+        """Seeds of the last look (the fixed design's seeds without looks)."""
+        return self.looks[-1] if self.looks else self.seeds
+
+    def companion_cells(self) -> list[dict]:
+        """The exact-averaging companion of every cell (same N, K, problem and seed indices)."""
+        return [companion_cell(c) for c in self.cells()]
 
     def rounds_of(self, n: int) -> tuple[int, ...]:
         """The K grid of worker count n (the shared grid and its own extension)."""
@@ -140,41 +174,33 @@ class SpeedupStudy:
         for key in ("problem", "topology", "weights", "gap", "algorithm", "tau", "c", "head_rule", "head_step",
                     "batch", "dim", "rank", "noise", "heterogeneity", "heads", "activation"):
             out[key] = p[key]
+        if p.get("beta_rule"):
+            out["beta_rule"] = p["beta_rule"]
         out["margin"] = self.margin
-        out["intervals"] = {"method": CI_METHOD, "level": 0.95}
+        out["intervals"] = {"method": CI_METHOD, "level": FIXED_LEVEL if not self.looks else "per look (design)"}
+        out["design"] = (None if not self.looks else self.sequential_design().as_dict())
+        out["companion_rule"] = self.companion
         return out
 
     def with_seeds(self, seeds: int) -> "SpeedupStudy":
-        """The same study with another number of seeds (seed j is the same run in both)."""
-        return replace(self, seeds=int(seeds))
+        """The same study at one look of ``seeds`` seeds (seed j is the same run in both)."""
+        return replace(self, seeds=int(seeds), looks=())
 
 
-@dataclass(frozen=True)
-class MetricFit:
-    """The fit of one metric and the verdict read from it; ``fit`` is None when no fit was possible.
+def companion_cell(params: Mapping[str, Any]) -> dict:
+    """Exact averaging (W = 11^T/N) in place of the cell's graph: DePRL's ``centralized``, D-PSGD on the complete graph.
 
-    ``dropped`` lists the cells left out because a seed diverged there (a
-    whole cell goes, for every seed: keeping its survivors would favour the
-    easy seeds). ``untrimmed`` is the fit over every cell when transient cells
-    were trimmed, shown beside the trimmed one.
+    Metropolis weights on the complete graph are 1/N exactly. The problem
+    instance of seed j depends on the problem's parameters and j only, so the
+    companion sees the same instances as the graph (common random numbers).
     """
-
-    metric: str
-    fit: RateFit | None
-    verdict: Verdict
-    dropped: tuple[tuple[int, int], ...] = ()
-    untrimmed: "MetricFit | None" = None
-
-    def as_dict(self) -> dict[str, Any]:
-        if self.fit is None:
-            none = {"value": None, "ci": [None, None]}
-            out: dict[str, Any] = {"N": dict(none), "K": dict(none), "speedup": dict(none)}
-        else:
-            out = self.fit.as_dict()
-        out.update(self.verdict.as_dict())
-        out["cells_dropped_diverged"] = [list(k) for k in self.dropped]
-        out["untrimmed"] = None if self.untrimmed is None else self.untrimmed.as_dict()
-        return out
+    p = dict(params)
+    p.update(topology="complete", weights="metropolis", gap=None, lazy=None)
+    for key in ("p", "degree"):
+        p.pop(key, None)
+    if p.get("algorithm", "deprl") == "deprl":
+        p["algorithm"] = "centralized"
+    return cell_params(**p)
 
 
 @dataclass(frozen=True)
@@ -266,7 +292,18 @@ class SpeedupResult:
         Exponents of the final subspace distance and excess risk (scale
         invariant), a cross-check.
     stopping : dict
-        With ``until_decisive``: the seeds tried and why it stopped.
+        With ``--rounds auto``: the grid it reached and why it stopped.
+    decision : RateDecision or None
+        The verdict on the rate: the grid's headline fit combined with the
+        exact-averaging companion when it ran (``decision.verdict`` is the
+        headline verdict; ``fits[metric]`` keeps the grid's own).
+    sequential : dict
+        The group-sequential design, the look where it stopped, its level and
+        the verdict at every look (empty for a fixed design).
+    companion_records : list of dict
+        The companion's sweep records (empty when it did not run).
+    level : float
+        Level of every interval of this analysis (the stopping look's).
     """
 
     study: SpeedupStudy
@@ -286,24 +323,37 @@ class SpeedupResult:
     ground_truth: dict[str, Any] = field(default_factory=dict)
     stopping: dict[str, Any] = field(default_factory=dict)
     regime: dict[int, dict[str, Any]] = field(default_factory=dict)
+    decision: RateDecision | None = None
+    sequential: dict[str, Any] = field(default_factory=dict)
+    companion_records: list = field(default_factory=list, repr=False)
+    level: float = FIXED_LEVEL
 
     @property
     def headline(self) -> MetricFit:
+        """The grid's own fit of the headline metric."""
         return self.fits[self.study.metric]
 
     @property
+    def rate_verdict(self):
+        """The verdict on the rate (the headline): the decision's, which may consult the companion."""
+        return self.decision.verdict if self.decision is not None else self.headline.verdict
+
+    @property
     def verdict(self) -> str:
-        return self.headline.verdict.word
+        return self.rate_verdict.word
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON summary (the keys of ``python -m verification.speedup --json``)."""
         metrics = {m: f.as_dict() for m, f in self.fits.items()}
         head = metrics[self.study.metric]
+        rate = self.rate_verdict
         return {
             "question": "does convergence improve linearly with the number of workers N?",
-            "verdict": head["verdict"],
+            "verdict": rate.word,
             "metric": self.study.metric,
-            "reason": head.get("reason", ""),
+            "reason": rate.reason,
+            "verdict_on_grid": head["verdict"],
+            "level": self.level,
             "exponents": {k: head[k] for k in ("N", "K", "speedup")},
             "verdicts": {m: metrics[m]["verdict"] for m in FIT_METRICS},
             "metrics": metrics,
@@ -321,7 +371,17 @@ class SpeedupResult:
             "ground_truth": self.ground_truth,
             "stopping": self.stopping,
             "regime": {str(n): v for n, v in self.regime.items()},
+            "sequential": self.sequential,
+            "companion": self._companion_dict(),
         }
+
+    def _companion_dict(self) -> dict[str, Any] | None:
+        d = self.decision
+        if d is None or d.companion is None:
+            return None
+        return {"what": "exact averaging (W = 11^T/N) on the same instances and seed indices",
+                "rule": self.study.companion, "fit": d.companion.as_dict(),
+                "decomposition": None if d.decomposition is None else d.decomposition.as_dict()}
 
 
 def regime_starts(table: Mapping[tuple[int, int], np.ndarray], *, margin: float = DEFAULT_MARGIN,
@@ -404,38 +464,6 @@ def _excluded_cells(study: SpeedupStudy, tables: Mapping[str, Mapping], keys: Se
     return excluded
 
 
-def _fit_metric(study: SpeedupStudy, metric: str, table: Mapping, fit_keys: Sequence[tuple[int, int]]) -> MetricFit:
-    complete = [key for key in fit_keys if np.isfinite(table[key]).all()]
-    dropped = tuple(key for key in fit_keys if key not in complete)
-    vals = np.array([table[key] for key in complete])
-    try:
-        fit = fit_rate([n for n, _ in complete], [k for _, k in complete], vals)
-    except ValueError as exc:
-        why = f"fit impossible: {exc}"
-        if dropped:
-            why += (f"; {len(dropped)} of {len(fit_keys)} cells were dropped because a seed diverged there "
-                    "(see 'diverged')")
-        return MetricFit(metric, None, Verdict("inconclusive", why, margin=study.margin), dropped)
-    verdict = speedup_verdict(fit, margin=study.margin)
-    if dropped:
-        verdict = replace(verdict, reason=f"{verdict.reason}; {len(dropped)} cell(s) dropped for divergence")
-    return MetricFit(metric, fit, verdict, dropped)
-
-
-def _fit_with_untrimmed(study: SpeedupStudy, metric: str, table: Mapping, fit_keys: Sequence, keys: Sequence
-                        ) -> MetricFit:
-    """The fit over the trimmed cells, with the all-cells fit beside it when trimming removed any."""
-    trimmed = _fit_metric(study, metric, table, fit_keys)
-    if list(fit_keys) == list(keys):
-        return trimmed
-    full = _fit_metric(study, metric, table, keys)
-    verdict = trimmed.verdict
-    if full.verdict.word != verdict.word:
-        verdict = replace(verdict, reason=f"{verdict.reason}; trimming the transient changed the verdict: "
-                                          f"all cells give {full.verdict.word}")
-    return replace(trimmed, verdict=verdict, untrimmed=full)
-
-
 def _diagnostics(records: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, float]]:
     """Per N, at its largest K: the mean final ||theta_i|| and ||phibar||_F over finished seeds."""
     out: dict[int, dict[str, float]] = {}
@@ -472,11 +500,20 @@ def _ground_truth(records: Sequence[Mapping[str, Any]], keys: Sequence[tuple[int
 
 
 def analyse_speedup(study: SpeedupStudy, records: Sequence[Mapping[str, Any]], *,
-                    rho: Mapping[int, float], predicted: Mapping[int, PredictedTransient],
-                    sweep: Mapping[str, Any] | None = None) -> SpeedupResult:
-    """Fits, verdicts, transient trimming and K_eps of a finished speedup sweep (no simulation)."""
+                    rho: Mapping[int, float], predicted: Mapping[int, PredictedTransient] | None = None,
+                    sweep: Mapping[str, Any] | None = None, level: float = FIXED_LEVEL,
+                    companion_records: Sequence[Mapping[str, Any]] | None = None) -> SpeedupResult:
+    """Fits, verdicts, transient trimming and K_eps of a finished speedup sweep (no simulation).
+
+    ``level`` is the level of every interval (a look's level under a
+    group-sequential design). With ``companion_records`` (the exact-averaging
+    companion on the same seeds), the headline verdict is read by
+    :func:`~deprl_theory.experiments.decision.rate_decision`; ``predicted``
+    (the template's K0 per N) is optional and only reported.
+    """
     if not records:
         raise ValueError("no cell finished; nothing to analyse")
+    predicted = dict(predicted or {})
     tables = {m: metric_table(records, m) for m in FIT_METRICS}
     keys = sorted(tables["G"])
     regime = regime_starts(tables[study.metric], margin=study.margin)
@@ -487,11 +524,16 @@ def analyse_speedup(study: SpeedupStudy, records: Sequence[Mapping[str, Any]], *
         note = ("too few cells past the transient to fit; fitting all cells "
                 "(the consensus term may bias the exponents)")
         fit_keys = keys
-    fits = {m: _fit_with_untrimmed(study, m, tables[m], fit_keys, keys) for m in FIT_METRICS}
+    fits = {m: fit_metric(m, tables[m], fit_keys, keys, margin=study.margin, level=level) for m in FIT_METRICS}
+    companion_table = None
+    if companion_records:
+        companion_table = metric_table(companion_records, study.metric)
+    decision = rate_decision(fits[study.metric], tables[study.metric], companion_table, margin=study.margin,
+                             level=level, transient_tol=study.transient_tol)
     transient = {}
-    for n in sorted(predicted):
-        k0 = predicted[n].K0
-        transient[n] = {**predicted[n].as_dict(),
+    for n in sorted(rho):
+        k0 = predicted[n].K0 if n in predicted else None
+        transient[n] = {**(predicted[n].as_dict() if n in predicted else {"K0": None, "how": "not predicted"}),
                         "grid_past_transient": None if k0 is None else bool(min(study.rounds_of(n)) >= k0),
                         "measured_transient_K": [e["K"] for e in excluded if e["N"] == n],
                         "rho": rho[n], "spectral_gap": 1.0 - rho[n]}
@@ -502,23 +544,36 @@ def analyse_speedup(study: SpeedupStudy, records: Sequence[Mapping[str, Any]], *
         step_sizes=[{"N": s[0], "K": s[1], "alpha": s[2], "beta": s[3]} for s in steps],
         step_rule=steps[0][4] if steps else None, sweep=dict(sweep or {}), records=list(records),
         diagnostics=_diagnostics(records), ground_truth=_ground_truth(records, fit_keys), regime=regime,
+        decision=decision, companion_records=list(companion_records or []), level=level,
     )
 
 
-def _sweep_once(study: SpeedupStudy, options: SweepOptions, rho, predicted) -> tuple[SpeedupResult, Any]:
+def _sweep(study: SpeedupStudy, options: SweepOptions, cells: list[dict]) -> tuple[Any, dict[str, Any]]:
     start = time.monotonic()
-    sweep = run_sweep(simulate_cell, study.cells(), list(range(study.seeds)), base_seed=study.base_seed,
+    sweep = run_sweep(simulate_cell, cells, list(range(study.seeds)), base_seed=study.base_seed,
                       task_version=TASK_VERSION, cost=cell_cost, validate=validate_result, **options.kwargs())
     info = {**sweep.info(), "sweep_seconds": time.monotonic() - start,
             "failed_cells": [{"N": f["params"]["N"], "K": f["params"]["K"], "error": f["error"]}
                              for f in sweep.failures]}
-    return analyse_speedup(study, sweep.records, rho=rho, predicted=predicted, sweep=info), sweep
+    return sweep, info
 
 
-def _next_seeds(result: SpeedupResult, tried: int, max_seeds: int) -> int:
-    """Seeds for the next round of ``until_decisive``: the verdict's estimate, at least 1.5x, at most max."""
-    want = result.headline.verdict.seeds_to_decide or 2 * tried
-    return int(min(max_seeds, max(want, int(np.ceil(1.5 * tried)))))
+def _sweep_once(study: SpeedupStudy, options: SweepOptions, rho, predicted, *,
+                level: float = FIXED_LEVEL) -> tuple[SpeedupResult, Any]:
+    """Sweep the graph at ``study.seeds`` seeds, analyse at ``level``; add the companion when the rule asks."""
+    sweep, info = _sweep(study, options, study.cells())
+    result = analyse_speedup(study, sweep.records, rho=rho, predicted=predicted, sweep=info, level=level)
+    mixes = study.algorithm in ("deprl", "dpsgd") and max(rho.values()) > 1e-12
+    if companion_needed(study.companion, mixes, result.headline.verdict) and sweep.records:
+        comp, comp_info = _sweep(study, options, study.companion_cells())
+        info = {**info, "companion": {k: comp_info[k] for k in ("computed", "cached", "sweep_seconds")
+                                      if k in comp_info}}
+        for key in ("computed", "cached"):
+            if key in comp_info and key in info:
+                info[key] = info[key] + comp_info[key]
+        result = analyse_speedup(study, sweep.records, rho=rho, predicted=predicted, sweep=info, level=level,
+                                 companion_records=comp.records)
+    return result, sweep
 
 
 def _extend_rounds(study: SpeedupStudy, result: SpeedupResult, max_rounds: int, deadline: float,
@@ -592,25 +647,36 @@ def _flag_pre_asymptotic(result: SpeedupResult) -> SpeedupResult:
     verdict = replace(head.verdict, reason=f"{head.verdict.reason}; {note}", asymptotic=False)
     fits = {**result.fits, result.study.metric: replace(head, verdict=verdict)}
     stopping = {**result.stopping, "pre_asymptotic": note}
-    return replace(result, fits=fits, stopping=stopping)
+    decision = result.decision
+    if decision is not None:
+        rate = decision.verdict
+        decision = replace(decision, grid=fits[result.study.metric],
+                           verdict=replace(rate, reason=f"{rate.reason}; {note}", asymptotic=False))
+    return replace(result, fits=fits, stopping=stopping, decision=decision)
 
 
-def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, until_decisive: bool = False,
-                max_seeds: int = 64, auto_rounds: bool = False, max_rounds: int = 256_000,
-                budget: float = 600.0) -> tuple[SpeedupResult, Any]:
+def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, auto_rounds: bool = False,
+                max_rounds: int = 256_000, budget: float = 600.0) -> tuple[SpeedupResult, Any]:
     """Run the sweep of ``study`` (cached) and analyse it; return the result and the raw SweepResult.
 
     Failed cells are reported in ``result.sweep["failures"]`` and the analysis
-    goes on with what finished. With ``until_decisive``, seeds are added in
-    batches (the cache keeps the runs already done) until the headline verdict
-    is not ``inconclusive`` or ``max_seeds`` is reached; ``result.stopping``
-    says which seeds were tried and why it stopped.
+    goes on with what finished. With ``study.looks``, a group-sequential
+    design adds seeds at the planned looks only, reads every interval at its
+    look's level and stops at the first decisive rate verdict
+    (``result.sequential`` says where and why); the cache keeps the runs of
+    earlier looks. With ``auto_rounds``, the K grid is extended first, at the
+    first look's seeds.
     """
     rho = study.mixing_rates()
     first = {c["N"]: c for c in reversed(study.cells())}
     predicted = {n: predict_transient(first[n], rho[n], base_seed=study.base_seed) for n in study.n}
     start = time.monotonic()
-    result, sweep = _sweep_once(study, options, rho, predicted)
+    design = study.sequential_design()
+    if design is not None:
+        study = replace(study, seeds=design.looks[0])
+    auto_stop: dict[str, Any] = {}
+    if design is None or auto_rounds:
+        result, sweep = _sweep_once(study, options, rho, predicted)
     if auto_rounds:
         workers = _local_workers(options)
         while True:
@@ -621,26 +687,16 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
             result, sweep = _sweep_once(study, options, rho, predicted)
         auto_stop = {"rounds": {str(n): list(study.rounds_of(n)) for n in study.n}, "why": why}
         result = _flag_pre_asymptotic(replace(result, stopping=auto_stop))
-    if not until_decisive:
+    if design is None:
         return result, sweep
-    tried = [study.seeds]
-    while True:
-        verdict = result.headline.verdict
-        if verdict.word != "inconclusive":
-            why = f"the {study.metric} verdict is decisive ({verdict.word}) at {study.seeds} seeds"
-            break
-        if verdict.seeds_to_decide is None:
-            why = f"more seeds would not decide the {study.metric} verdict ({verdict.reason})"
-            break
-        if study.seeds >= max_seeds or verdict.seeds_to_decide > 4 * max_seeds:
-            why = (f"the {study.metric} verdict is still inconclusive; about {verdict.seeds_to_decide} seeds would "
-                   f"decide, and --max-seeds is {max_seeds}")
-            break
-        study = study.with_seeds(_next_seeds(result, study.seeds, max_seeds))
-        tried.append(study.seeds)
-        result, sweep = _sweep_once(study, options, rho, predicted)
-        if auto_rounds:  # the new seeds' analysis keeps what --rounds auto found and says
-            result = _flag_pre_asymptotic(replace(result, stopping=auto_stop))
-    stopping = {**result.stopping, "seeds_tried": tried, "seeds": study.seeds,
-                "why": "; ".join(w for w in (result.stopping.get("why", ""), why) if w)}
-    return replace(result, stopping=stopping), sweep
+    sweeps = {}
+
+    def analyse(seeds: int, level: float) -> SpeedupResult:
+        at = replace(study, seeds=seeds)
+        res, sweeps[seeds] = _sweep_once(at, options, rho, predicted, level=level)
+        if auto_rounds:  # each look's analysis keeps what --rounds auto found and says
+            res = _flag_pre_asymptotic(replace(res, stopping=auto_stop))
+        return res
+
+    outcome = run_sequential(design, analyse, lambda res: res.verdict)
+    return replace(outcome.result, sequential=outcome.as_dict()), sweeps[outcome.seeds]

@@ -74,7 +74,7 @@ def run_sequential(design: GroupSequentialDesign, analyse: Callable[[int, float]
         word = verdict_of(result)
         words.append(word)
         if decisive(word):
-            why = f"decisive ({word}) at look {look + 1} of {len(design.looks)}, {seeds} seeds"
+            why = f"decisive ({word})"
             return SequentialOutcome(result, design, look, seeds, level, tuple(words), why)
     why = f"still inconclusive at the last planned look ({design.looks[-1]} seeds)"
     return SequentialOutcome(result, design, len(design.looks) - 1, design.looks[-1], level, tuple(words), why)
