@@ -107,7 +107,8 @@ def test_study_checks_its_grid():
 
 
 # --------------------------------------------------------------------------- the command line
-QUICK = ["--n", "4", "8", "16", "--rounds", "200", "400", "800", "--seeds", "4", "--no-progress"]
+QUICK = ["--n", "4", "8", "16", "--rounds", "200", "400", "800", "--seeds", "4", "--no-progress",
+         "--no-until-decisive"]
 
 
 @pytest.fixture(scope="module")
@@ -176,15 +177,21 @@ def test_each_algorithm_gets_its_verdict_word(cli, algorithm, verdicts):
 
 
 @pytest.mark.slow
-def test_until_decisive_adds_seeds_from_the_cache_until_the_verdict_decides(cli):
-    args = [*QUICK[:-3], "--seeds", "2", "--margin", "0.01", "--max-seeds", "6", "--no-figures", "--json",
+def test_the_design_adds_seeds_at_its_planned_looks_only_and_reports_the_stopping_looks_level(cli):
+    args = [*QUICK[:-4], "--looks", "2", "4", "6", "--margin", "0.01", "--no-figures", "--json",
             "--out", "out", "--no-progress"]
-    res = cli("speedup", *args, "--until-decisive")
+    res = cli("speedup", *args)
+    assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
-    st = summary["stopping"]
-    assert st["seeds_tried"][0] == 2 and st["seeds"] == st["seeds_tried"][-1] <= 6
-    assert ("decisive" in st["why"]) == (summary["verdict"] != "inconclusive")
-    assert summary["sweep"]["cached"] == 3 * 3 * st["seeds_tried"][-2]  # earlier seeds come from the cache
+    seq = summary["sequential"]
+    assert seq["design"]["looks"] == [2, 4, 6] and seq["design"]["kind"] == "obrien-fleming"
+    look = seq["stopped_at_look"]
+    assert seq["seeds"] == [2, 4, 6][look - 1] == summary["settings"]["seeds"]
+    assert len(seq["verdicts_per_look"]) == look
+    assert summary["level"] == pytest.approx(seq["design"]["levels"][look - 1])
+    assert ("decisive" in seq["why"]) == (summary["verdict"] != "inconclusive")
+    # every look's runs are computed once: the tally adds up to the stopping look's runs
+    assert summary["sweep"]["computed"] + summary["sweep"]["cached"] >= 3 * 3 * seq["seeds"]
 
 
 @pytest.mark.parametrize(
@@ -208,6 +215,13 @@ def test_until_decisive_adds_seeds_from_the_cache_until_the_verdict_decides(cli)
         (["--margin", "1.5"], "[0, 1)"),
         (["--rank", "5"], "balanced heads need"),
         (["--seeds", "8", "--until-decisive", "--max-seeds", "4"], "below --seeds"),
+        (["--looks", "8", "4"], "strictly increasing"),
+        (["--looks", "1", "4"], "at least 2 seeds"),
+        (["--looks", "8", "16", "--no-until-decisive"], "--looks plans the looks"),
+        (["--looks", "8", "16", "--seeds", "10"], "differs from the first look"),
+        (["--design", "haybittle"], "unknown design"),
+        (["--companion", "sometimes"], "unknown companion rule"),
+        (["--beta-rule", "c/K"], "unknown beta rule"),
         (["--heads", "lopsided"], "heads design"),
     ],
 )
@@ -251,6 +265,8 @@ def test_diverging_runs_are_recorded_and_the_sweep_goes_on(cli):
               "--no-progress", "--no-figures", "--json", "--out", "out", "-j", "1")
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
+    # the design stops at its first look: with no fit, more seeds cannot decide
+    assert summary["sequential"]["stopped_at_look"] == 1 and "more seeds cannot" in summary["sequential"]["why"]
     assert len(summary["diverged"]) == 3 * 2 * 2
     first = summary["diverged"][0]
     assert first["alpha"] == 1.5 and first["beta"] > 1 and first["round"] >= 1

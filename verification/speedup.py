@@ -61,11 +61,12 @@ def build_parser() -> ArgumentParser:
                         f"(default {DEFAULT_MARGIN})")
     o.add_argument("--until-decisive", action=argparse.BooleanOptionalAction, default=True,
                    help="group-sequential seeding: analyse at the planned looks (--looks) with the design's "
-                        "repeated-CI levels and stop at the first decisive headline verdict (default: on); "
-                        "--no-until-decisive runs --seeds seeds once, at the plain 95%% level")
+                        "repeated-CI levels and stop at the first decisive headline verdict (default: on, except "
+                        "with --quick unless --looks is given); --no-until-decisive runs --seeds seeds once, at "
+                        "the plain 95%% level")
     o.add_argument("--looks", type=positive_int, nargs="+", default=None, metavar="S",
                    help="seeds at each planned look, increasing, the first >= 2 (default: --seeds, then about "
-                        "x1.5 per look up to --max-seeds: 8 12 18 28 42 64)")
+                        "x1.25 per look up to --max-seeds: 8 10 13 16 20 25 32 40 51 64)")
     o.add_argument("--max-seeds", type=positive_int, default=64,
                    help="seeds of the last default look (default 64)")
     o.add_argument("--design", type=one_of(tuple(DESIGNS), "design"), default=DEFAULT_DESIGN,
@@ -103,7 +104,7 @@ def study_from(args) -> SpeedupStudy:
     looks: tuple[int, ...] = ()
     if args.looks is not None and not args.until_decisive:
         raise UsageError("--looks plans the looks of --until-decisive; drop --no-until-decisive or --looks")
-    if args.until_decisive:
+    if args.until_decisive and not (args.quick and args.looks is None):  # --quick: a smoke test, one look
         if args.looks is not None:
             looks = tuple(args.looks)
             if args.seeds is not None and args.seeds != looks[0]:

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..inference import (CI_METHOD, DEFAULT_DESIGN, DEFAULT_MARGIN, FIXED_LEVEL, GroupSequentialDesign,
-                         fit_rate, geometric_looks, group_sequential_design, run_sequential)
+                         fit_rate, group_sequential_design, run_sequential)
 from ..sweep import SweepOptions, run_sweep
 from .cells import TASK_VERSION, cell_cost, cell_params, check_cells, checked_rho, simulate_cell, validate_result
 from .decision import COMPANION_RULES, MetricFit, RateDecision, companion_needed, fit_metric, rate_decision
@@ -690,13 +690,23 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
     if design is None:
         return result, sweep
     sweeps = {}
+    computed = [0]
 
     def analyse(seeds: int, level: float) -> SpeedupResult:
         at = replace(study, seeds=seeds)
         res, sweeps[seeds] = _sweep_once(at, options, rho, predicted, level=level)
+        # the tally counts every look: runs computed at any look, and the rest of the final look's from the cache
+        computed[0] += int(res.sweep.get("computed", 0))
+        total = int(res.sweep.get("computed", 0)) + int(res.sweep.get("cached", 0))
+        res = replace(res, sweep={**res.sweep, "computed": computed[0], "cached": total - computed[0]})
         if auto_rounds:  # each look's analysis keeps what --rounds auto found and says
             res = _flag_pre_asymptotic(replace(res, stopping=auto_stop))
         return res
 
-    outcome = run_sequential(design, analyse, lambda res: res.verdict)
+    def futile(res: SpeedupResult) -> str | None:
+        if res.headline.fit is None:
+            return f"no fit of {study.metric} ({res.headline.verdict.reason}); more seeds cannot give one"
+        return None
+
+    outcome = run_sequential(design, analyse, lambda res: res.verdict, futile=futile)
     return replace(outcome.result, sequential=outcome.as_dict()), sweeps[outcome.seeds]

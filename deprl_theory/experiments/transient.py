@@ -276,7 +276,7 @@ def transient_crossing(rounds: Sequence[int], gbar: np.ndarray, gbar_ref: np.nda
 #: transient factor: the transient of an N ends where Gbar comes within this factor of exact averaging
 COMPANION_FACTOR = 1.25
 #: the states of one N's excess over the companion
-EXCESS_STATES = ("negligible", "transient", "persistent", "unresolved")
+EXCESS_STATES = ("negligible", "indistinct", "transient", "persistent", "unresolved")
 
 
 @dataclass(frozen=True)
@@ -293,8 +293,11 @@ class ExcessLaw:
         t interval over seeds); None when the mean excess is not positive at every K
     state : one of :data:`EXCESS_STATES`
         ``negligible``: every ratio CI within [1/(1+tol), 1+tol], too small to move s by half the margin;
-        ``transient``: the excess decays faster than the leading term by more than the margin;
-        ``persistent``: it does not; ``unresolved``: the CIs cannot tell.
+        ``indistinct``: not negligible, but no excess is shown either (the ratio's CI at the smallest K
+        reaches 1); an excess is *shown* when that CI lies above 1, and then it is
+        ``transient``: it decays faster than the leading term by more than the margin;
+        ``persistent``: it does not (its exponent's CI lies above ``leading - margin``);
+        ``unresolved``: the exponent's CI cannot tell.
     K0, K0_how : the K from which the ratio stays within the transient factor; ``"measured"`` (on the
         grid), ``"at or before the grid"``, ``"extrapolated"`` from the excess law, or None
     """
@@ -327,10 +330,10 @@ class TransientDecomposition:
     companion_e_K : float
         The leading term's K-exponent, from the companion's fit.
     rate_is_companion : bool or None
-        True: every N's excess is negligible or transient and at least one is
-        transient, so the asymptotic rate is the companion's; False: some N's
-        excess persists (or none has any), so the graph's own exponent is the
-        rate; None: some N's excess is unresolved.
+        True: some N's excess is transient and none is persistent or
+        unresolved, so the asymptotic rate is the companion's; False: some
+        N's excess persists, or none is shown, so the graph's own exponent is
+        the rate; None: some N's excess is shown but its decay unresolved.
     reason : str
     level, margin, factor, tol : the settings of the rule
     """
@@ -382,7 +385,8 @@ def excess_law(n: int, rounds: Sequence[int], graph: np.ndarray, companion: np.n
     log_ratio = np.log(g / c)
     lr, lr_se = log_ratio.mean(axis=1), log_ratio.std(axis=1, ddof=1) / math.sqrt(S)
     ratio = np.exp(lr)
-    ratio_ci = np.stack([np.exp(lr - t * lr_se), np.exp(lr + t * lr_se)], axis=1)
+    with np.errstate(over="ignore"):  # a look with few seeds and a high level may have an unbounded interval
+        ratio_ci = np.stack([np.exp(lr - t * lr_se), np.exp(lr + t * lr_se)], axis=1)
     diff = g - c
     ex, ex_se = diff.mean(axis=1), diff.std(axis=1, ddof=1) / math.sqrt(S)
     ex_ci = np.stack([ex - t * ex_se, ex + t * ex_se], axis=1)
@@ -397,8 +401,13 @@ def excess_law(n: int, rounds: Sequence[int], graph: np.ndarray, companion: np.n
         if np.all(np.isfinite(jack)):
             se = math.sqrt((S - 1) / S * float(((jack - jack.mean()) ** 2).sum()))
             exponent_ci = [exponent - t * se, exponent + t * se]
+    # an excess is shown when the ratio's CI lies above 1 at the smallest K; only a shown excess can be
+    # called a transient or persistent, so noise around a zero excess never opens either gate
+    shown = bool(ratio_ci[0, 0] > 1)
     if np.all(ratio_ci[:, 1] <= 1 + tol) and np.all(ratio_ci[:, 0] >= 1 / (1 + tol)):
         state = "negligible"
+    elif not shown:
+        state = "indistinct"
     elif exponent_ci is not None and exponent_ci[1] < leading_e_K - margin:
         state = "transient"
     elif exponent_ci is not None and exponent_ci[0] > leading_e_K - margin:
@@ -468,18 +477,21 @@ def decompose_transient(graph: Mapping[tuple[int, int], np.ndarray], companion: 
         return ", ".join(f"N = {n}" for n, s in states.items() if s == state)
 
     if not per_n:
-        verdict, reason = None, "no N has two cells finished by both the graph and exact averaging"
+        verdict, reason = False, "no N has two cells finished by both the graph and exact averaging"
     elif any(s == "persistent" for s in states.values()):
         verdict, reason = False, (f"the excess over exact averaging does not decay faster than the leading term "
                                   f"at {which('persistent')}: the graph's own exponent is the rate")
     elif any(s == "unresolved" for s in states.values()):
-        verdict, reason = None, (f"the excess over exact averaging is not resolved at {which('unresolved')} "
-                                 "(neither negligible nor decaying faster or slower than the leading term, "
-                                 "within the CIs)")
+        verdict, reason = None, (f"the excess over exact averaging at {which('unresolved')} is there, but whether "
+                                 "it decays faster than the leading term is not resolved within the CIs")
     elif any(s == "transient" for s in states.values()):
+        rest = " (negligible or not shown elsewhere)" if len(states) > 1 else ""
         verdict, reason = True, (f"the excess over exact averaging decays faster than the leading term at "
-                                 f"{which('transient')} (and is negligible elsewhere): a transient, so the "
-                                 "asymptotic rate is exact averaging's")
+                                 f"{which('transient')}{rest}: a transient, so the asymptotic rate is exact "
+                                 "averaging's")
+    elif any(s == "indistinct" for s in states.values()):
+        verdict, reason = False, ("no excess over exact averaging is shown at any N (negligible, or its CI "
+                                  "reaches 1): the graph's own exponent stands")
     else:
         verdict, reason = False, (f"the graph is within a factor 1 + {tol:.3f} of exact averaging at every cell: "
                                   "no transient to separate")

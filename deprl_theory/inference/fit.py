@@ -130,12 +130,13 @@ def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
 
 def _fieller(eN: float, eK: float, vNN: float, vKK: float, vNK: float, t: float) -> tuple[float, float]:
     """Fieller's interval for eN / eK: every s with (eN - s eK)^2 <= t^2 Var(eN - s eK)."""
-    a = eK * eK - t * t * vKK
-    b = -2.0 * (eN * eK - t * t * vNK)
-    c = eN * eN - t * t * vNN
-    disc = b * b - 4.0 * a * c
-    if a <= 0 or disc < 0:  # e_K is not distinguishable from 0: the set is unbounded
-        return -math.inf, math.inf
+    with np.errstate(all="ignore"):  # a look with few seeds at a high level: t may be astronomically large
+        a = eK * eK - t * t * vKK
+        b = -2.0 * (eN * eK - t * t * vNK)
+        c = eN * eN - t * t * vNN
+        disc = b * b - 4.0 * a * c
+    if not (math.isfinite(a) and math.isfinite(disc)) or a <= 0 or disc < 0:
+        return -math.inf, math.inf  # e_K is not distinguishable from 0: the set is unbounded
     root = math.sqrt(disc)
     return float((-b - root) / (2 * a)), float((-b + root) / (2 * a))
 

@@ -54,8 +54,8 @@ class SequentialOutcome(Generic[T]):
 
 
 def run_sequential(design: GroupSequentialDesign, analyse: Callable[[int, float], T],
-                   verdict_of: Callable[[T], str], *, decisive: Callable[[str], bool] | None = None
-                   ) -> SequentialOutcome[T]:
+                   verdict_of: Callable[[T], str], *, decisive: Callable[[str], bool] | None = None,
+                   futile: Callable[[T], str | None] | None = None) -> SequentialOutcome[T]:
     """Analyse at each planned look with its repeated-CI level; stop at the first decisive verdict.
 
     Parameters
@@ -65,6 +65,9 @@ def run_sequential(design: GroupSequentialDesign, analyse: Callable[[int, float]
     verdict_of : callable ``result -> verdict word``
     decisive : callable ``word -> bool``
         Default: every word but ``inconclusive`` decides.
+    futile : callable ``result -> str or None``
+        A reason to stop without a verdict (no fit at all, say). Stopping
+        early *without* a verdict never raises the error of a decisive one.
     """
     decisive = decisive or (lambda word: word != "inconclusive")
     words: list[str] = []
@@ -76,5 +79,9 @@ def run_sequential(design: GroupSequentialDesign, analyse: Callable[[int, float]
         if decisive(word):
             why = f"decisive ({word})"
             return SequentialOutcome(result, design, look, seeds, level, tuple(words), why)
+        stop = futile(result) if futile is not None else None
+        if stop:
+            return SequentialOutcome(result, design, look, seeds, level, tuple(words),
+                                     f"stopped without a verdict at look {look + 1}: {stop}")
     why = f"still inconclusive at the last planned look ({design.looks[-1]} seeds)"
     return SequentialOutcome(result, design, len(design.looks) - 1, design.looks[-1], level, tuple(words), why)
