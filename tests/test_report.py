@@ -3,6 +3,7 @@ that simulates nothing."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -60,7 +61,10 @@ def test_every_pdf_is_a_valid_pdf_with_its_fonts_embedded(quick_report):
 @pytest.mark.slow
 def test_every_table_compiles_with_pdflatex(quick_report, tmp_path):
     if shutil.which("pdflatex") is None:
-        pytest.fail("pdflatex is needed: apt-get install texlive-latex-base texlive-latex-recommended")
+        how = "apt-get install texlive-latex-base texlive-latex-recommended"
+        if os.environ.get("CI", "").lower() == "true":  # .ci/run installs TeX: there the test is required
+            pytest.fail(f"pdflatex is needed in CI: {how}")
+        pytest.skip(f"pdflatex not found: the LaTeX tables are written but not compiled; to check them, {how}")
     out, _ = quick_report
     for table in sorted((out / "tables").glob("*.tex")):
         doc = tmp_path / f"doc_{table.stem}.tex"

@@ -3,7 +3,9 @@
 * :mod:`.cells`      the sweep task (one cell x seeds) and its parameters
 * :mod:`.records`    one way to index sweep records
 * :mod:`.transient`  the one home of predicted and measured transients
-* :mod:`.speedup`    linear speedup: exponents, CIs, verdicts, K_eps
+* :mod:`.decision`   the rate decision at one look: trimmed fit, verdict, the exact-averaging companion
+* :mod:`.speedup`    linear speedup: orchestrates the sweep, the looks of the design and the decision
+* :mod:`.calibration` the decision procedure on planted data: its error rates, coverage and seeds
 * :mod:`.consensus`  consensus error against the mixing matrix: the lemma's labels, its
                      tightness in rho, the whole-spectrum predictor
 * :mod:`.transient_law` the transient K0 ~ N^a (1-rho)^-q measured, held out, tabulated
