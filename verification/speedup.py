@@ -171,7 +171,7 @@ def _ci(c) -> str:
 
 def _level(level: float) -> str:
     """A CI level for a header: 95%, 99.98%, 1-1.4e-08."""
-    if level > 0.99999:
+    if level > 0.9999:
         return f"1-{1 - level:.1e}"
     return f"{100 * level:.4g}%"
 
@@ -232,6 +232,11 @@ def _companion(summary: dict) -> list[str]:
             k0 = ("" if law["K0"] is None else
                   f"; K0 = {law['K0']:.3g} ({law['K0_how']})")
             lines.append(f"  N = {n:>4}: ratio {ratios} at K = {law['K']}; {ex}: {law['state']}{k0}")
+        pooled = dec.get("pooled_excess_law")
+        if pooled:
+            lines.append(f"  excess over the N where it is shown ({pooled['N']}): ~ N^{pooled['x']:+.2f} "
+                         + ("" if pooled["x_ci"] is None else f"{_ci(pooled['x_ci'])} ")
+                         + f"K^{pooled['q']:+.2f}" + ("" if pooled["q_ci"] is None else f" {_ci(pooled['q_ci'])}"))
         lines.append(f"  -> {dec['reason']}")
     return lines
 

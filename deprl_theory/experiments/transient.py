@@ -336,6 +336,10 @@ class TransientDecomposition:
         the rate; None: some N's excess is shown but its decay unresolved.
     reason : str
     level, margin, factor, tol : the settings of the rule
+    pooled : dict or None
+        ``excess ~ N^x K^q`` fitted by least squares over every N whose
+        excess is shown (log of the seed-mean excess), with jackknife t
+        intervals over seeds: how the transient grows with N.
     """
 
     per_n: dict[int, ExcessLaw]
@@ -346,9 +350,11 @@ class TransientDecomposition:
     margin: float
     factor: float
     tol: float
+    pooled: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"per_N": {str(n): v.as_dict() for n, v in self.per_n.items()}, "companion_e_K": self.companion_e_K,
+                "pooled_excess_law": self.pooled,
                 "rate_is_companion": self.rate_is_companion, "reason": self.reason, "level": self.level,
                 "margin": self.margin, "factor": self.factor, "negligible_tol": self.tol}
 
@@ -496,4 +502,31 @@ def decompose_transient(graph: Mapping[tuple[int, int], np.ndarray], companion: 
         verdict, reason = False, (f"the graph is within a factor 1 + {tol:.3f} of exact averaging at every cell: "
                                   "no transient to separate")
     return TransientDecomposition(per_n, float(leading_e_K), verdict, reason, float(level), float(margin),
-                                  float(factor), tol)
+                                  float(factor), tol, _pooled_excess(graph, companion, per_n, level))
+
+
+def _pooled_excess(graph: Mapping, companion: Mapping, per_n: Mapping[int, ExcessLaw], level: float
+                   ) -> dict[str, Any] | None:
+    """``log excess = a + x log N + q log K`` over the N whose excess is shown, with jackknife t intervals."""
+    ns = [n for n, law in per_n.items() if law.state in ("transient", "persistent", "unresolved")]
+    keys = [(n, k) for n in ns for k in per_n[n].rounds]
+    if len(ns) < 2:
+        return None
+    diff = np.array([np.asarray(graph[key], float) - np.asarray(companion[key], float) for key in keys])  # (C, S)
+    mean = diff.mean(axis=1)
+    if np.any(mean <= 0):
+        return None
+    S = diff.shape[1]
+    X = np.column_stack([np.ones(len(keys)), np.log([n for n, _ in keys]), np.log([k for _, k in keys])])
+    P = np.linalg.pinv(X)
+    coef = P @ np.log(mean)
+    loo = (diff.sum(axis=1, keepdims=True) - diff) / (S - 1)
+    out: dict[str, Any] = {"N": ns, "x": float(coef[1]), "q": float(coef[2]), "x_ci": None, "q_ci": None,
+                           "what": "excess ~ N^x K^q over the N whose excess is shown"}
+    if np.all(loo > 0):
+        jack = P @ np.log(loo)  # (3, S)
+        se = np.sqrt((S - 1) / S * ((jack - jack.mean(axis=1, keepdims=True)) ** 2).sum(axis=1))
+        t = _t(level, S - 1)
+        out["x_ci"] = [float(coef[1] - t * se[1]), float(coef[1] + t * se[1])]
+        out["q_ci"] = [float(coef[2] - t * se[2]), float(coef[2] + t * se[2])]
+    return out
