@@ -104,3 +104,12 @@ def test_rate_decision_without_a_companion_is_the_grid_verdict():
     grid = fit_metric("G", graph, keys, keys, margin=0.1, level=0.95)
     d = rate_decision(grid, graph, None, margin=0.1, level=0.95, transient_tol=0.15)
     assert d.verdict is grid.verdict and d.companion is None
+
+
+def test_a_noisy_zero_excess_is_indistinct_and_leaves_the_grid_verdict_alone():
+    # too noisy to be called negligible, but no excess is shown: the grid's own exponent stands
+    graph, comp = planted(b=0.0, sd=0.05, seeds=8, seed=7)
+    d = decompose_transient(graph, comp, leading_e_K=-0.5)
+    states = {law.state for law in d.per_n.values()}
+    assert "indistinct" in states and states <= {"negligible", "indistinct"}
+    assert d.rate_is_companion is False

@@ -21,8 +21,8 @@ from typing import Sequence
 
 from deprl_theory.experiments.calibration import (DEFAULT_B, DEFAULT_S, PROCEDURES, QUICK_B, QUICK_S, SCATTER_FILE,
                                                   SCATTER_MODELS, calibration_cases, load_scatter, record_scatter,
-                                                  run_calibration)
-from deprl_theory.inference import DEFAULT_DESIGN, DEFAULT_LOOKS, DESIGNS
+                                                  run_calibration, t_process_error)
+from deprl_theory.inference import DEFAULT_DESIGN, DEFAULT_LOOKS, DESIGNS, group_sequential_design
 from deprl_theory.io import provenance, write_json_atomic
 from verification._cli import (ArgumentParser, UsageError, dump_json, finite_float, margin, nonneg_int, one_of,
                                output_dir, positive_int, run_main, user_input)
@@ -119,8 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress = None if args.no_progress else _progress(time.perf_counter())
         rows = run_calibration(cases, scatters, reps=reps, looks=looks, jobs=args.jobs, design=args.design,
                                margin=args.margin, seed=args.seed, progress=progress)
+    paths = 100_000 if args.quick else 1_000_000
+    with user_input():
+        design = group_sequential_design(looks, args.design)
+    t_error = {"one_sided_error": t_process_error(design, paths=paths, seed=args.seed), "paths": paths,
+               "nominal": design.alpha / 2}
     summary = {"question": "does the verdict keep its stated error rates on planted data?",
                "rows": [r.as_dict() for r in rows], "looks": list(looks), "design": args.design,
+               "t_process": t_error,
                "margin": args.margin, "reps": reps, "base_seed": args.seed,
                "scatter": {n: {"command": s.command, "median_sd_log_G": s.sd(), "seeds": s.seeds}
                            for n, s in scatters.items()},
@@ -153,6 +159,12 @@ def render(summary: dict) -> str:
         lines.append(f"{r['procedure']:<11}{r['scatter']:<18}{r['b']:>5g}{r['s']:>6.2f}  "
                      + "".join(f"{r['p'].get(w, 0.0):>13.3f}" for w in words)
                      + f"{r['coverage']:>10.3f}{r['mean_seeds']:>7.1f}")
+    t = summary["t_process"]
+    p = t["one_sided_error"]
+    lines += ["", f"design on the t statistics of {t['paths']} simulated seed paths: one-sided error {p:.4f} "
+                  f"(Monte Carlo sd {(p * (1 - p) / t['paths']) ** 0.5:.4f}; nominal {t['nominal']:g})",
+              f"Monte Carlo sd of a probability p over {summary['reps']} data sets: sqrt(p (1 - p) / "
+              f"{summary['reps']}), {(0.025 * 0.975 / summary['reps']) ** 0.5:.4f} at p = 0.025"]
     lines += ["", "scatter: " + "; ".join(f"{n}: median sd of log Gbar {v['median_sd_log_G']:.4f} over "
                                              f"{v['seeds']} seeds ({v['command']})" for n, v in summary["scatter"].items()),
               f"time: {summary['seconds']:.1f} s"]

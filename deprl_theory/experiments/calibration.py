@@ -43,7 +43,7 @@ from ..inference import (DEFAULT_DESIGN, DEFAULT_LOOKS, DEFAULT_MARGIN, GroupSeq
 from .decision import RateDecision, decide
 
 __all__ = ["SCATTER_FILE", "SCATTER_RUNS", "SCATTER_MODELS", "PROCEDURES", "Scatter", "load_scatter",
-           "record_scatter", "unadjusted_design", "CalibrationCase", "CaseResult", "calibration_cases",
+           "record_scatter", "unadjusted_design", "t_process_error", "CalibrationCase", "CaseResult", "calibration_cases",
            "calibrate_case", "run_calibration", "DEFAULT_S", "DEFAULT_B", "QUICK_S", "QUICK_B"]
 
 SCATTER_FILE = Path(__file__).resolve().parent.parent / "data" / "scatter.json"
@@ -161,6 +161,30 @@ def unadjusted_design(looks: Sequence[int], alpha: float = 0.05) -> GroupSequent
     c = float(stats.norm.isf(alpha / 2))
     spent = np.cumsum(crossing_probability(np.asarray(looks) / looks[-1], np.full(len(looks), c)))
     return GroupSequentialDesign(looks, "unadjusted", alpha, c, (c,) * len(looks), tuple(float(v) for v in spent))
+
+
+def t_process_error(design: GroupSequentialDesign, *, paths: int = 200_000, seed: SeedLike = 0) -> float:
+    """One-sided error of ``design`` on Student t statistics, simulated: the check of the nominal-level conversion.
+
+    Seeds contribute iid N(0, 1) values with mean 0; at look k the t
+    statistic of the first S_k values is compared with that look's t
+    boundary (its nominal level with S_k - 1 degrees of freedom). Returns the
+    fraction of paths that ever cross the upper boundary (alpha / 2 = 0.025
+    for an exact design); its Monte Carlo sd is sqrt(p (1 - p) / paths).
+    """
+    from scipy import stats
+
+    rng = np.random.default_rng(derive_seed(seed, "t-process", design.kind, design.looks))
+    S = np.asarray(design.looks)
+    bounds = np.array([stats.t.ppf(0.5 + lv / 2, s - 1) for s, lv in zip(S, design.levels)])
+    crossed = 0
+    for start in range(0, paths, 50_000):
+        x = rng.standard_normal((min(50_000, paths - start), int(S[-1])))
+        s1, s2 = np.cumsum(x, axis=1)[:, S - 1], np.cumsum(x * x, axis=1)[:, S - 1]
+        mean = s1 / S
+        sd = np.sqrt((s2 - S * mean**2) / (S - 1))
+        crossed += int((mean / (sd / np.sqrt(S)) > bounds).any(axis=1).sum())
+    return crossed / paths
 
 
 @dataclass(frozen=True)

@@ -370,9 +370,9 @@ def negligible_tol(n: Sequence[int], margin: float) -> float:
 
 
 def _t(level: float, df: int) -> float:
-    from scipy import stats
+    from ..inference.fit import t_quantile
 
-    return float(stats.t.ppf(0.5 + level / 2, df))
+    return t_quantile(float(level), int(df))
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

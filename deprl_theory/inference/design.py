@@ -81,7 +81,7 @@ class GroupSequentialDesign:
     @property
     def levels(self) -> tuple[float, ...]:
         """Nominal two-sided confidence level of each look's repeated CI."""
-        return tuple(float(1.0 - 2.0 * stats.norm.sf(c)) for c in self.boundaries)
+        return _levels(self.boundaries)
 
     def level(self, look: int) -> float:
         """The repeated CI's level at look ``look`` (0-based)."""
@@ -105,6 +105,11 @@ class GroupSequentialDesign:
         return {"kind": self.kind, "looks": list(self.looks), "alpha": self.alpha, "constant": self.constant,
                 "boundaries": list(self.boundaries), "levels": list(self.levels), "alpha_spent": list(self.spent),
                 "description": self.description}
+
+
+@lru_cache(maxsize=256)
+def _levels(boundaries: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(float(1.0 - 2.0 * stats.norm.sf(c)) for c in boundaries)
 
 
 def _simpson(a: float, b: float, sd: float) -> tuple[np.ndarray, np.ndarray]:

@@ -26,13 +26,14 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats
 
 from .._rng import SeedLike, as_generator
 
-__all__ = ["ConfidenceInterval", "RateFit", "fit_rate", "fit_slope", "SlopeFit", "CI_METHOD"]
+__all__ = ["ConfidenceInterval", "RateFit", "fit_rate", "fit_slope", "SlopeFit", "CI_METHOD", "t_quantile"]
 
 #: how :func:`fit_rate` computes its intervals
 CI_METHOD = "t interval over per-seed fits (t with S-1 df; Fieller for s = e_N/e_K)"
@@ -101,6 +102,12 @@ class RateFit:
             "ci_level": self.ci_level,
             "ci_method": self.speedup_ci.method,
         }
+
+
+@lru_cache(maxsize=1024)
+def t_quantile(level: float, df: int) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``df`` degrees of freedom (cached: looks repeat)."""
+    return float(stats.t.ppf(0.5 + level / 2, df))
 
 
 def _design(N: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -180,7 +187,7 @@ def fit_rate(N: np.ndarray, K: np.ndarray, values: np.ndarray, *, ci: float = 0.
     B = np.linalg.pinv(X) @ Y  # (3, S): each seed's own fit
     b = B.mean(axis=1)  # = the fit of the cell means
     V = np.cov(B) / S  # covariance of the mean over seeds (divisor S - 1 inside cov)
-    t = float(stats.t.ppf(0.5 + ci / 2, S - 1))
+    t = t_quantile(float(ci), S - 1)
     y = Y.mean(axis=1)
     resid = y - X @ b
     r2 = 1.0 - resid @ resid / max(((y - y.mean()) ** 2).sum(), 1e-300)
