@@ -2,12 +2,13 @@
 #   make speedup   -> creates .venv, installs the package, runs the speedup verification
 #   make test      -> creates .venv, installs the package with its test extra, runs the suite
 #   make report    -> the paper kit: every figure and table of the study under report/
+#   make lint      -> ruff (pyflakes, pycodestyle, isort, bugbear; configured in pyproject.toml)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: speedup report test install install-test clean
+.PHONY: speedup report test lint install install-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,9 @@ report: install
 
 test: install-test
 	MPLBACKEND=Agg $(PY) -m pytest $(ARGS)
+
+lint: install-test
+	$(PY) -m ruff check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis results report

@@ -32,8 +32,8 @@ from .graphs import (
     spectral_gap,
     uniform_weights,
 )
-from .problems import Problem, make_problem, population_metrics
 from .inference import ConfidenceInterval, RateFit, Verdict, fit_rate, fit_slope, speedup_verdict
+from .problems import Problem, make_problem, population_metrics
 from .sweep import SweepOptions, SweepResult, cell_seed, run_sweep
 
 __version__ = "0.1.0"

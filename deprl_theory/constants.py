@@ -45,8 +45,7 @@ from typing import Any
 import numpy as np
 
 from ._rng import SeedLike, as_generator
-from .problems import (Problem, best_rank_fit, labels, optimal_heads, population_loss_and_grads,
-                       stochastic_gradients)
+from .problems import Problem, best_rank_fit, labels, optimal_heads, population_loss_and_grads, stochastic_gradients
 
 __all__ = [
     "Constants",
@@ -410,7 +409,8 @@ def estimate_constants(
                       "(theta_i theta_i^T) kron Sigma of each F_i, as A1 requires of every F_i (the smoothness "
                       f"of the average F, lambda_max(mean theta theta^T) lambda_max(Sigma), is extra L_phi_avg); "
                       f"max over iterates ({where})"),
-            "L_thetaphi": f"max over workers of the operator norm of the exact mixed Hessian block; max over iterates ({where})",
+            "L_thetaphi": ("max over workers of the operator norm of the exact mixed Hessian block; "
+                           f"max over iterates ({where})"),
             "sigma_theta2": (f"closed-form Gaussian minibatch variance of the head gradient at batch "
                              f"{problem.batch}, max over workers; max over iterates ({where})"),
             "sigma_phi2": (f"closed-form Gaussian minibatch variance of the representation gradient at batch "
@@ -419,13 +419,19 @@ def estimate_constants(
     else:
         sample = "on the evaluation sample" if problem.kind == "nonlinear" else "exact gradients"
         how = {
-            "L_theta": f"central-difference Hessian of population gradients ({sample}), theta block norm, max over workers and iterates ({where})",
-            "L_phi": f"central-difference Hessian ({sample}), Phi block spectral norm, max over workers and iterates ({where})",
-            "L_thetaphi": f"central-difference Hessian ({sample}), mixed block norm, max over workers and iterates ({where})",
-            "sigma_theta2": f"Monte Carlo over {n_mc} minibatches of size {problem.batch}, sample variance, max over workers and iterates ({where})",
-            "sigma_phi2": f"Monte Carlo over {n_mc} minibatches of size {problem.batch}, sample variance, max over workers and iterates ({where})",
+            "L_theta": (f"central-difference Hessian of population gradients ({sample}), theta block norm, "
+                        f"max over workers and iterates ({where})"),
+            "L_phi": (f"central-difference Hessian ({sample}), Phi block spectral norm, max over workers and "
+                      f"iterates ({where})"),
+            "L_thetaphi": (f"central-difference Hessian ({sample}), mixed block norm, max over workers and "
+                           f"iterates ({where})"),
+            "sigma_theta2": (f"Monte Carlo over {n_mc} minibatches of size {problem.batch}, sample variance, "
+                             f"max over workers and iterates ({where})"),
+            "sigma_phi2": (f"Monte Carlo over {n_mc} minibatches of size {problem.batch}, sample variance, "
+                           f"max over workers and iterates ({where})"),
         }
-    how["delta2"] = f"(1/N) sum_i ||grad_Phi F_i - grad_Phi F||^2 at the network-average B, exact gradients; max over iterates ({where})"
+    how["delta2"] = ("(1/N) sum_i ||grad_Phi F_i - grad_Phi F||^2 at the network-average B, exact gradients; "
+                     f"max over iterates ({where})")
     how["Delta"] = ("F(start) - F*: mean excess risk at zero heads and B0 above the noise floor"
                     + (" (exact)" if problem.kind == "linear" else " (evaluation sample)"))
     if problem.misspecified:

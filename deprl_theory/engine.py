@@ -60,9 +60,18 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._rng import SeedLike
-from .problems import (Problem, head_gradient, linear_stationarity, minibatch_features, population_metrics,
-                       projected_minibatch, projection_factor, projection_width, representation_gradient,
-                       seed_generators)
+from .problems import (
+    Problem,
+    head_gradient,
+    linear_stationarity,
+    minibatch_features,
+    population_metrics,
+    projected_minibatch,
+    projection_factor,
+    projection_width,
+    representation_gradient,
+    seed_generators,
+)
 
 __all__ = [
     "ALGORITHMS",

@@ -97,7 +97,8 @@ def reference_run(
                     thetas[s][i] = thetas[s][i] - alpha * _grad_theta(
                         problem, s, i, thetas[s][i], Bs[s][i], X[s, t, i], eps[s, t, i]
                     )
-                Bs[s][i] = Bs[s][i] - beta * _grad_B(problem, s, i, thetas[s][i], Bs[s][i], X[s, tau, i], eps[s, tau, i])
+                Bs[s][i] = Bs[s][i] - beta * _grad_B(problem, s, i, thetas[s][i], Bs[s][i], X[s, tau, i],
+                                                     eps[s, tau, i])
             if algorithm == "local":
                 continue
             M = np.full((N, N), 1.0 / N) if algorithm == "centralized" else W

@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,10 @@ class CliResult:
         return self.stderr.strip().splitlines()
 
 
+def _to_stderr(message, category, filename, lineno, file=None, line=None) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 class Cli:
     """Run ``python -m verification.<name> ARGS`` in a working directory.
 
@@ -47,7 +52,12 @@ class Cli:
         os.chdir(self.cwd)
         code = 0
         try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+                # as in a real process: every warning that reaches the user is printed on stderr, where the
+                # one-line tests can count it (pytest would otherwise collect it out of sight)
+                warnings.simplefilter("always")
+                warnings.filterwarnings("error", category=RuntimeWarning, module="deprl_theory")
+                warnings.showwarning = _to_stderr
                 try:
                     module.run_main(module.main, module.PROG, list(args))
                 except SystemExit as exc:

@@ -24,7 +24,7 @@ def test_bench_json_tiny_settings_report_every_key():
     for t in s["throughput"].values():
         assert t["reference"] > 0 and t["reference_rounds"] == 1
         assert set(t["samplers"]) == {"direct", "projected"}
-        for name, u in t["samplers"].items():
+        for u in t["samplers"].values():
             assert u["engine"] > 0 and u["engine_rounds"] == 20
             assert u["ratio"] == pytest.approx(u["engine"] / t["reference"])
             assert u["rng_seconds"] > 0 and u["rng_limit"] > 0

@@ -7,8 +7,14 @@ import pytest
 from deprl_theory.bound import default_bound, evaluate, substitute, theory_step_rule, to_strings
 from deprl_theory.constants import estimate_constants
 from deprl_theory.experiments import cell_params, cell_problem, simulate_cell
-from deprl_theory.experiments.boundcheck import (BoundCheckStudy, analyse_boundcheck, bound_from_spec, default_spec,
-                                                 missing_constants, symbolic_analysis)
+from deprl_theory.experiments.boundcheck import (
+    BoundCheckStudy,
+    analyse_boundcheck,
+    bound_from_spec,
+    default_spec,
+    missing_constants,
+    symbolic_analysis,
+)
 from deprl_theory.experiments.laws import fit_power_law, shape_verdict
 
 CONSTS = dict(L_theta=1.0, L_phi=4.0, L_thetaphi=2.0, sigma_theta=1.0, sigma_phi=3.0, delta=1.0, Delta=1.5)

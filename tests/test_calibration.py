@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from deprl_theory.experiments.calibration import (CalibrationCase, calibrate_case, load_scatter, unadjusted_design)
+from deprl_theory.experiments.calibration import CalibrationCase, calibrate_case, load_scatter, unadjusted_design
 from deprl_theory.inference import DEFAULT_LOOKS, group_sequential_design
 
 

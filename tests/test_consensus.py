@@ -4,9 +4,19 @@ import json
 import numpy as np
 import pytest
 
-from deprl_theory.experiments.consensus import (LINEARIZED_FLOOR, ConsensusPoint, ConsensusStudy, analyse_consensus,
-                                                compare_predictors, consensus_slope, lemma_check, linearized_regime,
-                                                local_slopes, run_consensus, slope_tightness)
+from deprl_theory.experiments.consensus import (
+    LINEARIZED_FLOOR,
+    ConsensusPoint,
+    ConsensusStudy,
+    analyse_consensus,
+    compare_predictors,
+    consensus_slope,
+    lemma_check,
+    linearized_regime,
+    local_slopes,
+    run_consensus,
+    slope_tightness,
+)
 from deprl_theory.experiments.laws import SHAPE_WORDS
 from deprl_theory.graphs import mixing_matrix, mixing_rate, noise_spectral_sum
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deprl_theory.experiments.decision import companion_needed, decide, rate_decision, fit_metric
+from deprl_theory.experiments.decision import companion_needed, decide, fit_metric, rate_decision
 from deprl_theory.experiments.transient import decompose_transient, negligible_tol
 from deprl_theory.inference import Verdict
 

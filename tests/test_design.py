@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from deprl_theory.inference import (crossing_probability, geometric_looks, group_sequential_design,
-                                    run_sequential)
+from deprl_theory.inference import crossing_probability, geometric_looks, group_sequential_design, run_sequential
 
 
 @pytest.mark.parametrize("kind,constant", [("pocock", 2.413), ("obrien-fleming", 2.040)])

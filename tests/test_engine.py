@@ -28,7 +28,8 @@ def test_engine_matches_reference_loop(kind, algorithm, true_rank):
     problem = make_problem(kind, N, dim=6, rank=2, true_rank=true_rank, batch=4, n_eval=30, n_seeds=2, seed=11)
     W = _ring(N)
     seeds = [101, 202]
-    res = run(problem, W, algorithm=algorithm, rounds=rounds, tau=tau, alpha=0.05, beta=0.1, seed=seeds, sampler="direct")
+    res = run(problem, W, algorithm=algorithm, rounds=rounds, tau=tau, alpha=0.05, beta=0.1, seed=seeds,
+              sampler="direct")
     theta_ref, B_ref = reference_run(problem, W, algorithm, rounds, tau, 0.05, 0.1, seeds)
     np.testing.assert_allclose(res.theta, theta_ref, rtol=0, atol=1e-10)
     np.testing.assert_allclose(res.B, B_ref, rtol=0, atol=1e-10)
@@ -74,12 +75,12 @@ def test_population_gradients_match_finite_differences(kind, activation):
     B = rng.standard_normal((1, 3, 4, 2))
     _, g_theta, g_B = population_loss_and_grads(p, theta, B)
     for i in range(3):
-        def f_theta(t):
+        def f_theta(t, i=i):
             th = theta.copy()
             th[0, i] = t
             return population_loss_and_grads(p, th, B)[0][0, i]
 
-        def f_B(b):
+        def f_B(b, i=i):
             BB = B.copy()
             BB[0, i] = b
             return population_loss_and_grads(p, theta, BB)[0][0, i]
@@ -106,8 +107,8 @@ def test_stochastic_gradients_match_finite_differences(kind):
 
     g_theta, g_B = stochastic_gradients(p, theta, B, X, y)
     for i in range(2):
-        np.testing.assert_allclose(g_theta[0, i], _fd(lambda t: loss(t, B[0, i], i), theta[0, i]), atol=1e-6)
-        np.testing.assert_allclose(g_B[0, i], _fd(lambda b: loss(theta[0, i], b, i), B[0, i]), atol=1e-6)
+        np.testing.assert_allclose(g_theta[0, i], _fd(lambda t, i=i: loss(t, B[0, i], i), theta[0, i]), atol=1e-6)
+        np.testing.assert_allclose(g_B[0, i], _fd(lambda b, i=i: loss(theta[0, i], b, i), B[0, i]), atol=1e-6)
 
 
 def test_metrics_definitions():

@@ -224,6 +224,16 @@ def test_invalid_settings_exit_2_in_one_line_before_anything_is_written(cli, tmp
     assert set(tmp_path.iterdir()) == before, "files were written"
 
 
+@pytest.mark.parametrize("content,needle", [
+    ("", "holds no numbers"), ("0 1\n1 0\n1 1\n", "square"), ("0 1 0\n0 0 1\n0 1 0\n", "symmetric"),
+    ("0 -1\n-1 0\n", "0/1"), ("0 nan\nnan 0\n", "0/1")])
+def test_a_bad_adjacency_file_is_one_line_with_no_warning_before_it(cli, tmp_path, content, needle):
+    (tmp_path / "A.txt").write_text(content)
+    res = cli("graphs", "--adjacency", "A.txt")
+    assert res.returncode == 2 and len(res.error_lines) == 1, res.stderr
+    assert needle in res.error_lines[0] and "Warning" not in res.stderr
+
+
 @pytest.mark.parametrize("option", ["--out", "--figures"])
 def test_an_existing_file_is_not_an_output_directory(cli, tmp_path, option):
     (tmp_path / "taken").write_text("mine")

@@ -42,7 +42,8 @@ def test_run_text_summary_and_divergence_report(cli):
 
 @pytest.mark.parametrize("args", [["--n", "1"], ["--topology", "hypercube", "--n", "12"], ["--rounds", "0"],
                                   ["--alpha", "0.1"], ["--topology", "moebius"], ["--tau", "0"],
-                                  ["--eval-every", "-5"], ["--c", "inf"], ["--topology", "star", "--weights", "uniform"],
+                                  ["--eval-every", "-5"], ["--c", "inf"],
+                                  ["--topology", "star", "--weights", "uniform"],
                                   ["--topology", "erdos_renyi"], ["--topology", "exact_gap"]])
 def test_run_user_errors(cli, tmp_path, args):
     res = cli("run", *args, "--figures", "figs")

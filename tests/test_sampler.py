@@ -32,10 +32,24 @@ from scipy import stats
 
 import deprl_theory.engine as engine
 from deprl_theory import mixing_matrix
-from deprl_theory.engine import (ALGORITHMS, DrawStream, ProjectedDrawStream, minibatch_generators,
-                                 normals_per_worker_round, run)
-from deprl_theory.problems import (ACTIVATIONS, Problem, head_gradient, make_problem, minibatch_features,
-                                   projected_minibatch, projection_factor, projection_width)
+from deprl_theory.engine import (
+    ALGORITHMS,
+    DrawStream,
+    ProjectedDrawStream,
+    minibatch_generators,
+    normals_per_worker_round,
+    run,
+)
+from deprl_theory.problems import (
+    ACTIVATIONS,
+    Problem,
+    head_gradient,
+    make_problem,
+    minibatch_features,
+    projected_minibatch,
+    projection_factor,
+    projection_width,
+)
 from deprl_theory.reference import reference_run
 
 #: false-alarm rate of every statistical test below (probability that a correct sampler fails it)
@@ -158,7 +172,8 @@ def _rbar(kind: str, sampler: str, seed: int, true_rank: int | None = None) -> n
     """Time-averaged R of a short deprl run, one value per seed (300 seeds of one instance)."""
     p = make_problem(kind, 4, dim=6, rank=2, true_rank=true_rank, noise=0.3, batch=5, n_eval=30, n_seeds=1, seed=5)
     p = _replicated(p, 300)
-    res = run(p, mixing_matrix("ring", 4), rounds=30, tau=2, alpha=0.2, beta=0.2, seed=seed, sampler=sampler, average_every=1)
+    res = run(p, mixing_matrix("ring", 4), rounds=30, tau=2, alpha=0.2, beta=0.2, seed=seed, sampler=sampler,
+              average_every=1)
     assert not res.diverged.any()
     return res.averages["R"]
 
@@ -330,7 +345,8 @@ def _broken_representation(how: str):
         if how == "no_projection":  # the noise direction not projected off u: the along-u part counted twice
             g = size[..., None] * n + along[..., None] * u
         elif how == "independent_residuals":  # the along-u coefficient drawn apart from the residuals
-            g = size[..., None] * (n - u * (u * n).sum(-1)[..., None]) + (np.roll(a, 1, -1) * resid).sum(-1)[..., None] * u
+            coefficient = (np.roll(a, 1, -1) * resid).sum(-1)[..., None]
+            g = size[..., None] * (n - u * (u * n).sum(-1)[..., None]) + coefficient * u
         elif how == "uncoloured":  # Sigma forgotten in the direction u
             u = v / np.linalg.norm(v, axis=-1)[..., None]
             g = size[..., None] * (n - u * (u * n).sum(-1)[..., None]) + along[..., None] * u
@@ -346,8 +362,8 @@ def _broken_representation(how: str):
 def test_representation_gradient_has_the_direct_distribution(coloured, noise):
     """g = X^T resid of 20000 workers at one point: mean and covariance (Hotelling T^2 on first and second
     moments) agree between b directly drawn inputs and the engine's 2b + d normals."""
-    p = make_problem("linear", 20000, dim=5, rank=2, batch=4, noise=noise, covariance=_coloured(5) if coloured else None,
-                     n_eval=5, n_seeds=1, seed=3)
+    p = make_problem("linear", 20000, dim=5, rank=2, batch=4, noise=noise,
+                     covariance=_coloured(5) if coloured else None, n_eval=5, n_seeds=1, seed=3)
     theta, Bt = _representation_state(p)
     direct = _direct_gradient(p, theta, Bt, seed=31)
     sufficient = _sufficient_gradient(p, theta, Bt, seed=32)
@@ -489,8 +505,9 @@ def test_projected_seeds_are_independent_and_reproducible(kind):
 def test_projected_draws_are_round_major():
     """A projected run's first K rounds are the same whatever its length (its draws come one round at a time)."""
     p = make_problem("linear", 4, dim=5, rank=2, n_seeds=2, seed=0)
-    short = run(p, mixing_matrix("ring", 4), rounds=5, tau=2, alpha=0.05, beta=0.05, seed=3, eval_every=1, sampler="projected")
-    long = run(p, mixing_matrix("ring", 4), rounds=9, tau=2, alpha=0.05, beta=0.05, seed=3, eval_every=1, sampler="projected")
+    kw = dict(tau=2, alpha=0.05, beta=0.05, seed=3, eval_every=1, sampler="projected")
+    short = run(p, mixing_matrix("ring", 4), rounds=5, **kw)
+    long = run(p, mixing_matrix("ring", 4), rounds=9, **kw)
     for m in ("R", "H", "C", "excess_risk"):
         np.testing.assert_array_equal(long.trace[m][:, :6], short.trace[m])
 

@@ -3,9 +3,17 @@ import numpy as np
 import pytest
 
 from deprl_theory.experiments import cell_params
-from deprl_theory.experiments.transient import (gap_exponent, measured_transient, model_K0, noise_transient,
-                                                predict_transient, template_K0, template_transient, transient_cells,
-                                                transient_crossing)
+from deprl_theory.experiments.transient import (
+    gap_exponent,
+    measured_transient,
+    model_K0,
+    noise_transient,
+    predict_transient,
+    template_K0,
+    template_transient,
+    transient_cells,
+    transient_crossing,
+)
 
 
 def _curve(n, ks, slopes):

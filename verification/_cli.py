@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -38,7 +39,14 @@ class UsageError(Exception):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a user error is one line on stderr and exit status 2."""
+    """argparse, but a user error is one line on stderr and exit status 2; every tool has ``--version``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from deprl_theory import __version__
+
+        self.add_argument("--version", action="version", version=f"deprl-theory {__version__}",
+                          help="print the package version and exit")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message.splitlines()[0]}\n")
@@ -60,7 +68,34 @@ def user_input(what: str = "") -> Iterator[None]:
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], prog: str, argv: Sequence[str] | None = None) -> None:
-    """Run ``main(argv)``; a :class:`UsageError` exits 2 in one line, any other error keeps its traceback."""
+    """Run ``main(argv)``; a :class:`UsageError` exits 2 in one line, any other error keeps its traceback.
+
+    Warnings raised by numpy, scipy or sympy while the input is being read
+    would print before the one-line error; they are held back while ``main``
+    runs, dropped when it ends in a user error (the error says what is wrong),
+    and shown after the output otherwise.
+    """
+    outcome: BaseException | None = None
+    code = 0
+    with warnings.catch_warnings(record=True) as caught:  # the filters in force still apply
+        try:
+            code = _call(main, prog, argv)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, once the warnings are settled
+            outcome = exc
+    user_error = isinstance(outcome, SystemExit) and outcome.code == 2
+    if not user_error:
+        _replay(caught)
+    if outcome is not None:
+        raise outcome
+    sys.exit(code or 0)
+
+
+def _replay(caught: Sequence[warnings.WarningMessage] | None) -> None:
+    for w in caught or ():
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+
+
+def _call(main: Callable[[Sequence[str] | None], int], prog: str, argv: Sequence[str] | None) -> int:
     try:
         code = main(argv)
     except UsageError as exc:
@@ -76,7 +111,7 @@ def run_main(main: Callable[[Sequence[str] | None], int], prog: str, argv: Seque
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted; finished runs are kept in the results cache\n")
         sys.exit(130)
-    sys.exit(code or 0)
+    return code
 
 
 # --------------------------------------------------------------------------- option types
@@ -84,7 +119,8 @@ def _number(text: str, kind: type) -> float | int:
     try:
         value = kind(text)
     except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"{'an integer' if kind is int else 'a number'} expected, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"{'an integer' if kind is int else 'a number'} expected, got {text!r}") from None
     if kind is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"a finite number expected, got {text!r}")
     return value

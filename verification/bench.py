@@ -50,8 +50,16 @@ from deprl_theory.io import provenance
 from deprl_theory.problems import Problem, make_problem
 from deprl_theory.reference import reference_run
 from deprl_theory.resources import check_memory, run_memory
-from verification._cli import (ArgumentParser, UsageError, dump_json, nonneg_int, positive_float, positive_int, run_main,
-                               user_input)
+from verification._cli import (
+    ArgumentParser,
+    UsageError,
+    dump_json,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    run_main,
+    user_input,
+)
 
 PROG = "python -m verification.bench"
 
@@ -85,7 +93,8 @@ def build_parser() -> ArgumentParser:
                    help="reference-loop rounds per timing (default: calibrated to --seconds)")
     p.add_argument("--seconds", type=seconds_value, default=1.5,
                    help="aim of the calibration: seconds per timing (default 1.5)")
-    p.add_argument("--repeats", type=positive_int, default=3, help="timings per measurement, the best is kept (default 3)")
+    p.add_argument("--repeats", type=positive_int, default=3,
+                   help="timings per measurement, the best is kept (default 3)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="base seed of problems and minibatches (default 0)")
     p.add_argument("--blas-threads", type=positive_int, default=1,
                    help="BLAS threads of the timing processes (default 1: one core per timing)")
@@ -200,9 +209,10 @@ def throughput(n: int, *, samplers: Sequence[str], seeds: int, seed: int, repeat
     for _ in range(repeats):
         for sampler in samplers:
             k = ks[sampler]
-            best["engine", sampler] = min(best["engine", sampler], _timed(lambda: engine(sampler)(k)))
-            best["rng", sampler] = min(best["rng", sampler],
-                                       _timed(lambda: rng_only(problem, sampler, s["tau"], run_seeds, k)))
+            best["engine", sampler] = min(best["engine", sampler],
+                                          _timed(lambda sampler=sampler, k=k: engine(sampler)(k)))
+            best["rng", sampler] = min(best["rng", sampler], _timed(
+                lambda sampler=sampler, k=k: rng_only(problem, sampler, s["tau"], run_seeds, k)))
         t0 = time.perf_counter()
         theta_ref, B_ref = reference(ref_k)
         best["loop"] = min(best["loop"], time.perf_counter() - t0)

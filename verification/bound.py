@@ -27,15 +27,36 @@ from pathlib import Path
 from typing import Sequence
 
 from deprl_theory.bound import Bound, to_latex
-from deprl_theory.experiments.boundcheck import (BoundCheckResult, BoundCheckStudy, BoundSpec, bound_from_spec,
-                                                 SymbolicAnalysis, default_spec, missing_constants, run_boundcheck,
-                                                 symbolic_analysis)
+from deprl_theory.experiments.boundcheck import (
+    BoundCheckResult,
+    BoundCheckStudy,
+    BoundSpec,
+    SymbolicAnalysis,
+    bound_from_spec,
+    default_spec,
+    missing_constants,
+    run_boundcheck,
+    symbolic_analysis,
+)
 from deprl_theory.experiments.records import run_rows
 from deprl_theory.expressions import ExpressionError, call_with_time_limit
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
-from verification._cli import (ArgumentParser, UsageError, add_problem_options, add_step_options, add_sweep_options,
-                               cell_overrides, dump_json, one_of, positive_float, positive_int,
-                               run_main, opened_sweep, unit_float, user_input)
+from verification._cli import (
+    ArgumentParser,
+    UsageError,
+    add_problem_options,
+    add_step_options,
+    add_sweep_options,
+    cell_overrides,
+    dump_json,
+    one_of,
+    opened_sweep,
+    positive_float,
+    positive_int,
+    run_main,
+    unit_float,
+    user_input,
+)
 
 PROG = "python -m verification.bound"
 DEFAULT_OUT = "results/bound"

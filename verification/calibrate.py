@@ -19,13 +19,35 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from deprl_theory.experiments.calibration import (DEFAULT_B, DEFAULT_S, PROCEDURES, QUICK_B, QUICK_S, SCATTER_FILE,
-                                                  SCATTER_MODELS, calibration_cases, load_scatter, record_scatter,
-                                                  run_calibration, t_process_error)
+from deprl_theory.experiments.calibration import (
+    DEFAULT_B,
+    DEFAULT_S,
+    PROCEDURES,
+    QUICK_B,
+    QUICK_S,
+    SCATTER_FILE,
+    SCATTER_MODELS,
+    calibration_cases,
+    load_scatter,
+    record_scatter,
+    run_calibration,
+    t_process_error,
+)
 from deprl_theory.inference import DEFAULT_DESIGN, DEFAULT_LOOKS, DESIGNS, group_sequential_design
 from deprl_theory.io import provenance, write_json_atomic
-from verification._cli import (ArgumentParser, UsageError, dump_json, finite_float, margin, nonneg_int, one_of,
-                               output_dir, positive_int, run_main, user_input)
+from verification._cli import (
+    ArgumentParser,
+    UsageError,
+    dump_json,
+    finite_float,
+    margin,
+    nonneg_int,
+    one_of,
+    output_dir,
+    positive_int,
+    run_main,
+    user_input,
+)
 
 PROG = "python -m verification.calibrate"
 DEFAULT_OUT = "results/calibrate"
@@ -166,7 +188,8 @@ def render(summary: dict) -> str:
               f"Monte Carlo sd of a probability p over {summary['reps']} data sets: sqrt(p (1 - p) / "
               f"{summary['reps']}), {(0.025 * 0.975 / summary['reps']) ** 0.5:.4f} at p = 0.025"]
     lines += ["", "scatter: " + "; ".join(f"{n}: median sd of log Gbar {v['median_sd_log_G']:.4f} over "
-                                             f"{v['seeds']} seeds ({v['command']})" for n, v in summary["scatter"].items()),
+                                         f"{v['seeds']} seeds ({v['command']})"
+                                         for n, v in summary["scatter"].items()),
               f"time: {summary['seconds']:.1f} s"]
     return "\n".join(lines)
 

@@ -13,9 +13,18 @@ import time
 from typing import Sequence
 
 from deprl_theory.experiments.design import DesignStudy, run_design
-from verification._cli import (ArgumentParser, add_problem_options, add_step_options, add_sweep_options,
-                               cell_overrides, finish_study, positive_int, run_main, opened_sweep,
-                               user_input)
+from verification._cli import (
+    ArgumentParser,
+    add_problem_options,
+    add_step_options,
+    add_sweep_options,
+    cell_overrides,
+    finish_study,
+    opened_sweep,
+    positive_int,
+    run_main,
+    user_input,
+)
 
 PROG = "python -m verification.design"
 DEFAULT_OUT = "results/design"

@@ -12,14 +12,12 @@ property fails), 2 for bad input (one line on stderr).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from deprl_theory.graphs.spectra import DENSE_MAX
-from deprl_theory.graphs.topologies import graph_memory
-from deprl_theory.resources import MemoryEstimate, check_memory, mixing_matrix_memory
 from deprl_theory.graphs import (
     TOPOLOGIES,
     WEIGHT_RULES,
@@ -29,8 +27,21 @@ from deprl_theory.graphs import (
     mixing_report,
     topology_help,
 )
-from verification._cli import (ArgumentParser, UsageError, dump_json, nonneg_float, nonneg_int, one_of, positive_int,
-                               run_main, unit_float, user_input)
+from deprl_theory.graphs.spectra import DENSE_MAX
+from deprl_theory.graphs.topologies import graph_memory
+from deprl_theory.resources import MemoryEstimate, check_memory, mixing_matrix_memory
+from verification._cli import (
+    ArgumentParser,
+    UsageError,
+    dump_json,
+    nonneg_float,
+    nonneg_int,
+    one_of,
+    positive_int,
+    run_main,
+    unit_float,
+    user_input,
+)
 
 PROG = "python -m verification.graphs"
 
@@ -62,9 +73,13 @@ def _read_adjacency(path: Path) -> np.ndarray:
     if not path.is_file():
         raise UsageError(f"adjacency file {str(path)!r} does not exist")
     try:
-        data = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns about an empty file; the error below says it once
+            data = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path, ndmin=2)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error
         raise UsageError(f"cannot read adjacency file {str(path)!r}: {str(exc).splitlines()[0]}") from None
+    if data.size == 0:
+        raise UsageError(f"adjacency file {str(path)!r} holds no numbers")
     return graph_adjacency(data)
 
 

@@ -17,9 +17,20 @@ import time
 from typing import Sequence
 
 from deprl_theory.experiments.regime import RegimeStudy, run_regime
-from verification._cli import (ArgumentParser, add_graph_options, add_problem_options, add_sweep_options,
-                               cell_overrides, finish_study, head_rule, positive_float, positive_int,
-                               run_main, opened_sweep, user_input)
+from verification._cli import (
+    ArgumentParser,
+    add_graph_options,
+    add_problem_options,
+    add_sweep_options,
+    cell_overrides,
+    finish_study,
+    head_rule,
+    opened_sweep,
+    positive_float,
+    positive_int,
+    run_main,
+    user_input,
+)
 
 PROG = "python -m verification.regime"
 DEFAULT_OUT = "results/regime"
@@ -81,8 +92,8 @@ def render(s: dict) -> str:
         lines.append(f"\nc = {block['c']:g}, head rule a = {block['head_rule']}:")
         for n, r in block["by_N"].items():
             div = f"  ({r['diverged']} runs diverged)" if r["diverged"] else ""
-            lines.append(f"  N = {n:>3}: beta {r['beta'][0]:.3g} .. {r['beta'][-1]:.3g}; Gbar {_nums(r['G_full'], '.2e')}"
-                         f"{div}")
+            lines.append(f"  N = {n:>3}: beta {r['beta'][0]:.3g} .. {r['beta'][-1]:.3g}; "
+                         f"Gbar {_nums(r['G_full'], '.2e')}{div}")
             lines.append(f"           local slopes, full average: {_nums(r['slopes_full'], '+.2f')}")
             lines.append(f"           local slopes, tail average: {_nums(r['slopes_tail'], '+.2f')}")
             lines.append(f"           tail / full:                {_nums(r['tail_over_full'], '.2f')}; "

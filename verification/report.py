@@ -15,6 +15,7 @@ deprl_theory.experiments.report; this module parses, calls and renders.
 from __future__ import annotations
 
 import datetime
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,10 +24,16 @@ from typing import Sequence
 from deprl_theory.experiments.report import ReportResult, ReportStudy, run_report
 from deprl_theory.io import provenance, write_json_atomic, write_text_atomic
 from deprl_theory.sweep import CacheMiss
-from deprl_theory.tables import (exponent_rows, fmt, fmt_ci, latex_table, law_summary, markdown_table,
-                                 transient_rows)
-from verification._cli import (ArgumentParser, UsageError, add_sweep_options, dump_json, run_main,
-                               opened_sweep, user_input)
+from deprl_theory.tables import exponent_rows, fmt, fmt_ci, latex_table, law_summary, markdown_table, transient_rows
+from verification._cli import (
+    ArgumentParser,
+    UsageError,
+    add_sweep_options,
+    dump_json,
+    opened_sweep,
+    run_main,
+    user_input,
+)
 
 PROG = "python -m verification.report"
 DEFAULT_OUT = "report"
@@ -185,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"study: {report.sweep['computed']} runs computed, {report.sweep['cached']} cached; "
               f"{summary['seconds']:.1f} s\nwrote {out / 'README.md'}, {out / 'report.json'}, "
               f"{len(summary['figures'])} figure files and 2 tables under {out}")
+    if shutil.which("pdflatex") is None:
+        print("tables: written as LaTeX for \\input, not compiled here (no pdflatex); they need booktabs")
     return 0
 
 

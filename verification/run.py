@@ -19,9 +19,21 @@ import numpy as np
 from deprl_theory.engine import step_sizes
 from deprl_theory.experiments import cell_params, cells_memory, check_cells, run_cell
 from deprl_theory.resources import check_memory
-from verification._cli import (ArgumentParser, UsageError, add_graph_options, add_problem_options, add_step_options,
-                               cell_overrides, dump_json, nonneg_float, nonneg_int, output_dir, positive_int,
-                               run_main, user_input)
+from verification._cli import (
+    ArgumentParser,
+    UsageError,
+    add_graph_options,
+    add_problem_options,
+    add_step_options,
+    cell_overrides,
+    dump_json,
+    nonneg_float,
+    nonneg_int,
+    output_dir,
+    positive_int,
+    run_main,
+    user_input,
+)
 
 PROG = "python -m verification.run"
 CURVES = ("G", "R", "H", "C", "subspace", "excess_risk")

@@ -37,17 +37,42 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from deprl_theory.experiments.consensus import (DEFAULT_GAPS, DEFAULT_ROUNDS, NAMED_TOPOLOGIES, ConsensusResult,
-                                                ConsensusStudy, run_consensus)
+from deprl_theory.experiments.consensus import (
+    DEFAULT_GAPS,
+    DEFAULT_ROUNDS,
+    NAMED_TOPOLOGIES,
+    ConsensusResult,
+    ConsensusStudy,
+    run_consensus,
+)
 from deprl_theory.experiments.records import run_rows
-from deprl_theory.experiments.transient_law import (HELD_OUT, LAW_GAPS, LAW_N, NAMED_CHECKS, TransientLawResult,
-                                                    TransientLawStudy, run_transient_law)
+from deprl_theory.experiments.transient_law import (
+    HELD_OUT,
+    LAW_GAPS,
+    LAW_N,
+    NAMED_CHECKS,
+    TransientLawResult,
+    TransientLawStudy,
+    run_transient_law,
+)
 from deprl_theory.graphs import TOPOLOGIES
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
 from deprl_theory.sweep import canonical_json
-from verification._cli import (ArgumentParser, add_problem_options, add_step_options, add_sweep_options,
-                               cell_overrides, dump_json, one_of, positive_float,
-                               positive_int, run_main, opened_sweep, unit_float, user_input)
+from verification._cli import (
+    ArgumentParser,
+    add_problem_options,
+    add_step_options,
+    add_sweep_options,
+    cell_overrides,
+    dump_json,
+    one_of,
+    opened_sweep,
+    positive_float,
+    positive_int,
+    run_main,
+    unit_float,
+    user_input,
+)
 
 PROG = "python -m verification.spectral"
 DEFAULT_OUT = "results/spectral"

@@ -21,15 +21,36 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from deprl_theory.experiments.records import run_rows
-from deprl_theory.experiments.speedup import (DEFAULT_ROUNDS, FIT_METRICS, QUICK_ROUNDS, SpeedupResult, SpeedupStudy,
-                                              run_speedup)
 from deprl_theory.experiments.decision import COMPANION_RULES
+from deprl_theory.experiments.records import run_rows
+from deprl_theory.experiments.speedup import (
+    DEFAULT_ROUNDS,
+    FIT_METRICS,
+    QUICK_ROUNDS,
+    SpeedupResult,
+    SpeedupStudy,
+    run_speedup,
+)
 from deprl_theory.inference import DEFAULT_DESIGN, DEFAULT_MARGIN, DESIGNS, geometric_looks
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
-from verification._cli import (ArgumentParser, UsageError, add_graph_options, add_problem_options, add_step_options,
-                               add_sweep_options, cell_overrides, dump_json, margin, nonneg_float,
-                               one_of, positive_float, positive_int, run_main, opened_sweep, user_input)
+from verification._cli import (
+    ArgumentParser,
+    UsageError,
+    add_graph_options,
+    add_problem_options,
+    add_step_options,
+    add_sweep_options,
+    cell_overrides,
+    dump_json,
+    margin,
+    nonneg_float,
+    one_of,
+    opened_sweep,
+    positive_float,
+    positive_int,
+    run_main,
+    user_input,
+)
 
 PROG = "python -m verification.speedup"
 DEFAULT_OUT = "results/speedup"
@@ -277,7 +298,8 @@ def render(summary: dict) -> str:
         f"grid: N = {s['n']}, K = {s['rounds']}, {s['seeds']} seeds (base seed {s['base_seed']}); "
         f"step rule: {s['step_rule']}", "", *_table(summary), *_sequential(summary), "", *_companion(summary),
         *_transient(summary)]
-    if "superlinear" in summary["verdicts"].values() or not summary["metrics"][summary["metric"]].get("asymptotic", True):
+    headline = summary["metrics"][summary["metric"]]
+    if "superlinear" in summary["verdicts"].values() or not headline.get("asymptotic", True):
         lines += _diagnostics(summary)
     if summary["diverged"]:
         lines.append(f"diverged runs: {len(summary['diverged'])} (recorded with their step sizes in summary.json)")

@@ -17,10 +17,26 @@ Each experiment is a frozen *study* (what to run), a ``run_*`` function that
 runs the cached sweep, an ``analyse_*`` function that only reads records, and
 a frozen *result* with ``as_dict()``.
 """
-from .cells import (CELL_DEFAULTS, OPTIONAL_KEYS, PROBLEM_KEYS, TASK_VERSION, build_mixing, cell_cost, cell_params,
-                    cell_problem, cell_rho, cell_steps, cells_memory, check_cells, checked_rho, run_cell, simulate_cell,
-                    validate_result)
+from .cells import (
+                    CELL_DEFAULTS,
+                    OPTIONAL_KEYS,
+                    PROBLEM_KEYS,
+                    TASK_VERSION,
+                    build_mixing,
+                    cell_cost,
+                    cell_params,
+                    cell_problem,
+                    cell_rho,
+                    cell_steps,
+                    cells_memory,
+                    check_cells,
+                    checked_rho,
+                    run_cell,
+                    simulate_cell,
+                    validate_result,
+)
 
 __all__ = ["CELL_DEFAULTS", "OPTIONAL_KEYS", "PROBLEM_KEYS", "TASK_VERSION", "build_mixing", "cell_cost",
-           "cell_params", "cell_problem", "cell_rho", "cell_steps", "cells_memory", "check_cells", "checked_rho", "run_cell",
+           "cell_params", "cell_problem", "cell_rho", "cell_steps", "cells_memory", "check_cells", "checked_rho",
+           "run_cell",
            "simulate_cell", "validate_result"]

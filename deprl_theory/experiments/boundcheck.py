@@ -42,8 +42,18 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import sympy
 
-from ..bound import (Bound, default_bound, evaluate, evaluate_expr, leading_term, step_size_conditions, substitute,
-                     term_exponents, theory_step_rule, transient_K0)
+from ..bound import (
+    Bound,
+    default_bound,
+    evaluate,
+    evaluate_expr,
+    leading_term,
+    step_size_conditions,
+    substitute,
+    term_exponents,
+    theory_step_rule,
+    transient_K0,
+)
 from ..constants import estimate_constants
 from ..rates import DEFAULT_MARGIN
 from ..sweep import SweepOptions, run_sweep

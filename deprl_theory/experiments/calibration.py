@@ -32,18 +32,27 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .._rng import SeedLike, derive_seed
-from ..inference import (DEFAULT_DESIGN, DEFAULT_LOOKS, DEFAULT_MARGIN, GroupSequentialDesign, crossing_probability,
-                         group_sequential_design, run_sequential)
+from ..inference import (
+    DEFAULT_DESIGN,
+    DEFAULT_LOOKS,
+    DEFAULT_MARGIN,
+    GroupSequentialDesign,
+    crossing_probability,
+    group_sequential_design,
+    run_sequential,
+)
 from .decision import RateDecision, decide
 
 __all__ = ["SCATTER_FILE", "SCATTER_RUNS", "SCATTER_MODELS", "PROCEDURES", "Scatter", "load_scatter",
-           "record_scatter", "unadjusted_design", "t_process_error", "CalibrationCase", "CaseResult", "calibration_cases",
+           "record_scatter", "unadjusted_design", "t_process_error", "CalibrationCase", "CaseResult",
+           "calibration_cases",
            "calibrate_case", "run_calibration", "DEFAULT_S", "DEFAULT_B", "QUICK_S", "QUICK_B"]
 
 SCATTER_FILE = Path(__file__).resolve().parent.parent / "data" / "scatter.json"
@@ -240,6 +249,14 @@ def _rate_ci(decision: RateDecision):
     return None if fit is None else fit.speedup_ci
 
 
+def _planted_look(keys: Sequence[tuple[int, int]], graph: np.ndarray, comp: np.ndarray, S: int, level: float, *,
+                  margin: float, transient_tol: float, companion: str) -> RateDecision:
+    """The decision at one look of a planted data set: its first ``S`` seeds, at ``level``."""
+    table = {key: graph[i, :S] for i, key in enumerate(keys)}
+    return decide("G", table, margin=margin, level=level, transient_tol=transient_tol, companion_rule=companion,
+                  mixes=True, companion_table=lambda: {key: comp[i, :S] for i, key in enumerate(keys)})
+
+
 def calibrate_case(case: CalibrationCase, scatter: Scatter, *, reps: int, looks: Sequence[int],
                    design: str = DEFAULT_DESIGN, margin: float = DEFAULT_MARGIN, transient_tol: float = 0.15,
                    companion: str = "auto", seed: SeedLike = 0) -> CaseResult:
@@ -260,13 +277,8 @@ def calibrate_case(case: CalibrationCase, scatter: Scatter, *, reps: int, looks:
         graph = np.exp(log_graph[:, None] + g_res)
         comp = np.exp(log_comp[:, None] + c_res)
 
-        def analyse(S: int, level: float) -> RateDecision:
-            table = {key: graph[i, :S] for i, key in enumerate(keys)}
-            return decide("G", table, margin=margin, level=level, transient_tol=transient_tol,
-                          companion_rule=companion, mixes=True,
-                          companion_table=lambda: {key: comp[i, :S] for i, key in enumerate(keys)})
-
-        out = run_sequential(gs, analyse, lambda d: d.word)
+        out = run_sequential(gs, partial(_planted_look, keys, graph, comp, margin=margin,
+                                         transient_tol=transient_tol, companion=companion), lambda d: d.word)
         counts[out.result.word] = counts.get(out.result.word, 0) + 1
         ci = _rate_ci(out.result)
         covered += int(ci is not None and ci.contains(case.s))
@@ -291,7 +303,7 @@ def _one(args: tuple) -> CaseResult:
 def run_calibration(cases: Sequence[CalibrationCase], scatters: Mapping[str, Scatter], *, reps: int,
                     looks: Sequence[int] = DEFAULT_LOOKS, jobs: int | None = None,
                     progress=None, **kw: Any) -> list[CaseResult]:
-    """Calibrate every case (in parallel over ``jobs`` processes); ``progress(done, total)`` is called as they finish."""
+    """Calibrate every case, in parallel over ``jobs`` processes; ``progress(done, total)`` follows them."""
     for case in cases:
         if case.run not in scatters:
             raise ValueError(f"no recorded scatter named {case.run!r}; recorded: {', '.join(scatters)}")

@@ -25,8 +25,9 @@ from ..problems import Problem, make_problem
 from ..resources import MemoryEstimate, run_memory
 from ..sweep import cell_seed
 
-__all__ = ["CELL_DEFAULTS", "OPTIONAL_KEYS", "PROBLEM_KEYS", "TASK_VERSION", "simulate_cell", "run_cell", "cell_problem",
-           "cell_params", "cell_steps", "build_mixing", "cell_rho", "checked_rho", "check_cells", "cells_memory", "cell_cost", "validate_result"]
+__all__ = ["CELL_DEFAULTS", "OPTIONAL_KEYS", "PROBLEM_KEYS", "TASK_VERSION", "simulate_cell", "run_cell",
+           "cell_problem", "cell_params", "cell_steps", "build_mixing", "cell_rho", "checked_rho", "check_cells",
+           "cells_memory", "cell_cost", "validate_result"]
 
 #: bump when simulate_cell's numbers change (part of every cache key)
 TASK_VERSION = "5"

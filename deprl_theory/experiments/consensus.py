@@ -72,8 +72,16 @@ from ..graphs import noise_spectral_sum
 from ..rates import DEFAULT_MARGIN, ConfidenceInterval, SlopeFit, fit_slope
 from ..sweep import SweepOptions, run_sweep
 from .boundcheck import bound_label, condition_failures, point_label
-from .cells import (TASK_VERSION, build_mixing, cell_cost, cell_params, cell_problem, check_cells, simulate_cell,
-                    validate_result)
+from .cells import (
+    TASK_VERSION,
+    build_mixing,
+    cell_cost,
+    cell_params,
+    cell_problem,
+    check_cells,
+    simulate_cell,
+    validate_result,
+)
 from .laws import ShapeVerdict, shape_verdict
 from .records import InsufficientData, metric_table, seed_mean
 from .transient import measured_transient, template_K0, template_transient

@@ -105,7 +105,11 @@ def trimmed_keys(table: Mapping, keys: Sequence[tuple[int, int]], *, tol: float)
 
 
 def companion_needed(rule: str, mixes: bool, grid: Verdict) -> bool:
-    """Whether the exact-averaging companion runs: ``always``/``never``, or ``auto``: rho > 0 and a grid verdict other than linear."""
+    """Whether the exact-averaging companion runs.
+
+    ``always`` and ``never`` say it; ``auto`` runs it when the graph mixes
+    (rho > 0) and the grid's verdict is not ``linear``.
+    """
     if rule not in COMPANION_RULES:
         raise ValueError(f"companion rule must be one of {', '.join(COMPANION_RULES)}, got {rule!r}")
     if rule == "never" or not mixes:

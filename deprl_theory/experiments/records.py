@@ -97,15 +97,18 @@ def run_rows(records: Iterable[Mapping[str, Any]], metrics: Sequence[str] = METR
 
     Columns: every cell parameter, ``seed``, ``metric``, ``value`` (the time
     average), ``final`` (the value at round K), ``diverged``, ``alpha``,
-    ``beta``, ``rho``.
+    ``beta``, ``rho``, and the run's final ground-truth measures
+    ``final_subspace`` (principal-angle distance to the true representation)
+    and ``final_excess_risk`` (above the noise floor) where the records hold them.
     """
     rows = []
     for rec in records:
         res = rec["result"]
+        truth = {f"final_{k}": res["final"][k] for k in ("subspace", "excess_risk") if k in res["final"]}
         for m in metrics:
             rows.append({**rec["params"], "seed": rec["seed"], "metric": m, "value": res["averages"][m],
                          "final": res["final"][m], "diverged": res["diverged"], "alpha": res["alpha"],
-                         "beta": res["beta"], "rho": res["rho"]})
+                         "beta": res["beta"], "rho": res["rho"], **truth})
     return rows
 
 

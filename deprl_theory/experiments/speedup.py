@@ -3,8 +3,12 @@
 For each N of a list, a grid of rounds K and S seeds, the algorithm runs with
 the theory's step sizes (beta = c sqrt(N/K), alpha = a beta / tau); the
 time-averaged metrics Rbar, Hbar, Gbar are fitted as
-``log Mbar = a0 + e_N log N + e_K log K`` (bootstrap over seeds), and the
+``log Mbar = a0 + e_N log N + e_K log K`` (t intervals over per-seed fits), and the
 speedup exponent ``s = e_N / e_K`` gives the verdict (docs/theory.md, section 6).
+Seeds come at the planned looks of a group-sequential design
+(:mod:`deprl_theory.inference`), and the headline verdict is read by
+:mod:`.decision`, which consults the exact-averaging companion where the grid
+may be bent by a transient.
 
 :class:`SpeedupStudy` says what to run; :func:`run_speedup` runs the sweep and
 calls :func:`analyse_speedup`, which only reads records and can be tested
@@ -19,12 +23,20 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..inference import (CI_METHOD, DEFAULT_DESIGN, DEFAULT_MARGIN, FIXED_LEVEL, GroupSequentialDesign,
-                         fit_rate, group_sequential_design, run_sequential)
+from ..inference import (
+    CI_METHOD,
+    DEFAULT_DESIGN,
+    DEFAULT_MARGIN,
+    FIXED_LEVEL,
+    GroupSequentialDesign,
+    fit_rate,
+    group_sequential_design,
+    run_sequential,
+)
 from ..sweep import SweepOptions, run_sweep
 from .cells import TASK_VERSION, cell_cost, cell_params, check_cells, checked_rho, simulate_cell, validate_result
 from .decision import COMPANION_RULES, MetricFit, RateDecision, companion_needed, fit_metric, rate_decision
-from .records import diverged_runs, metric_table, seed_mean, step_table
+from .records import diverged_runs, metric_table, run_rows, seed_mean, step_table
 from .transient import PredictedTransient, predict_transient, transient_cells
 
 __all__ = ["FIT_METRICS", "DEFAULT_ROUNDS", "QUICK_ROUNDS", "SpeedupStudy", "MetricFit", "KEps", "SpeedupResult",
@@ -342,6 +354,15 @@ class SpeedupResult:
     def verdict(self) -> str:
         return self.rate_verdict.word
 
+    def to_frame(self):
+        """The runs analysed as a pandas DataFrame: one row per (cell, seed, metric), the rows of ``speedup.csv``.
+
+        pandas is an optional dependency: ``pip install 'deprl-theory[frames]'``.
+        """
+        from ..sweep.table import rows_frame
+
+        return rows_frame(run_rows(self.records))
+
     def as_dict(self) -> dict[str, Any]:
         """The JSON summary (the keys of ``python -m verification.speedup --json``)."""
         metrics = {m: f.as_dict() for m, f in self.fits.items()}
@@ -426,7 +447,7 @@ def regime_starts(table: Mapping[tuple[int, int], np.ndarray], *, margin: float 
             mid = (x[1:] + x[:-1]) / 2
             b, a = np.polyfit(mid[-3:], slopes[-3:], 1)
 
-            def trend_reaches(level: float) -> float | None:
+            def trend_reaches(level: float, a=a, b=b, slopes=slopes, ks=ks) -> float | None:
                 log_k = (level - a) / b if b != 0 else np.inf
                 # only a trend that points at the level, within 1e12 rounds, is an estimate worth stating
                 if np.sign(level - slopes[-1]) == np.sign(b) and log_k < np.log(1e12):
@@ -548,10 +569,12 @@ def analyse_speedup(study: SpeedupStudy, records: Sequence[Mapping[str, Any]], *
     )
 
 
-def _sweep(study: SpeedupStudy, options: SweepOptions, cells: list[dict]) -> tuple[Any, dict[str, Any]]:
+def _sweep(study: SpeedupStudy, options: SweepOptions, cells: list[dict], label: str = "runs"
+           ) -> tuple[Any, dict[str, Any]]:
     start = time.monotonic()
     sweep = run_sweep(simulate_cell, cells, list(range(study.seeds)), base_seed=study.base_seed,
-                      task_version=TASK_VERSION, cost=cell_cost, validate=validate_result, **options.kwargs())
+                      task_version=TASK_VERSION, cost=cell_cost, validate=validate_result,
+                      label=f"{label}, {study.seeds} seeds", **options.kwargs())
     info = {**sweep.info(), "sweep_seconds": time.monotonic() - start,
             "failed_cells": [{"N": f["params"]["N"], "K": f["params"]["K"], "error": f["error"]}
                              for f in sweep.failures]}
@@ -565,7 +588,7 @@ def _sweep_once(study: SpeedupStudy, options: SweepOptions, rho, predicted, *,
     result = analyse_speedup(study, sweep.records, rho=rho, predicted=predicted, sweep=info, level=level)
     mixes = study.algorithm in ("deprl", "dpsgd") and max(rho.values()) > 1e-12
     if companion_needed(study.companion, mixes, result.headline.verdict) and sweep.records:
-        comp, comp_info = _sweep(study, options, study.companion_cells())
+        comp, comp_info = _sweep(study, options, study.companion_cells(), "exact averaging")
         info = {**info, "companion": {k: comp_info[k] for k in ("computed", "cached", "sweep_seconds")
                                       if k in comp_info}}
         for key in ("computed", "cached"):

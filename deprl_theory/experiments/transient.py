@@ -34,11 +34,19 @@ from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-
 import sympy
 
-from ..bound import (SYMBOLS, Transient, default_bound, evaluate_expr, exponents, make_bound, theory_step_rule,
-                     to_strings, transient_K0)
+from ..bound import (
+    SYMBOLS,
+    Transient,
+    default_bound,
+    evaluate_expr,
+    exponents,
+    make_bound,
+    theory_step_rule,
+    to_strings,
+    transient_K0,
+)
 from ..constants import estimate_constants
 from .cells import cell_problem
 from .records import seed_mean

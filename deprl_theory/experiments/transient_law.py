@@ -52,8 +52,16 @@ import numpy as np
 from ..constants import estimate_constants
 from ..graphs import effective_gap, spectral_gap
 from ..sweep import SweepOptions, run_sweep
-from .cells import (TASK_VERSION, build_mixing, cell_cost, cell_params, cell_problem, check_cells, simulate_cell,
-                    validate_result)
+from .cells import (
+    TASK_VERSION,
+    build_mixing,
+    cell_cost,
+    cell_params,
+    cell_problem,
+    check_cells,
+    simulate_cell,
+    validate_result,
+)
 from .laws import PowerLawFit, fit_power_law
 from .records import metric_table
 from .transient import Crossing, gap_exponent, model_K0, noise_transient, template_transient, transient_crossing

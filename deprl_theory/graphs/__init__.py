@@ -13,8 +13,7 @@ and weight rules, measures its spectrum, and checks A4 property by property:
 from .checks import DegreeStats, MixingMatrixError, MixingReport, check_mixing, mixing_report
 from .spectra import effective_gap, mixing_rate, noise_spectral_sum, spectral_gap
 from .topologies import TOPOLOGIES, TOPOLOGY_INFO, Topology, adjacency, graph_adjacency, topology_help
-from .weights import (WEIGHT_RULES, lazy, max_degree_weights, metropolis_weights, mixing_matrix,
-                      uniform_weights)
+from .weights import WEIGHT_RULES, lazy, max_degree_weights, metropolis_weights, mixing_matrix, uniform_weights
 
 __all__ = [
     "TOPOLOGIES",

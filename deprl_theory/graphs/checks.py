@@ -264,10 +264,10 @@ def check_mixing(W: Any, adjacency: Any = None, tol: float = 1e-10) -> MixingRep
     >>> report = check_mixing(mixing_matrix("ring", 16), adjacency("ring", 16))
     >>> round(report.rho, 4), report.degrees.max, all(report.checks.values())
     (0.9493, 2, True)
-    >>> check_mixing(uniform_weights(adjacency("star", 4)))
+    >>> check_mixing(uniform_weights(adjacency("star", 4)))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    deprl_theory.graphs.checks.MixingMatrixError: symmetric: W[0, 1] = 0.25 but W[1, 0] = 0.5 (max asymmetry 2.5e-01); also failing: column sums: column 0 sums to 1.75, not 1 (max deviation 7.5e-01)
+    deprl_theory.graphs.checks.MixingMatrixError: symmetric: W[0, 1] = 0.25 but W[1, 0] = 0.5 ...
     """
     report = mixing_report(W, adjacency, tol)
     if report.failures:

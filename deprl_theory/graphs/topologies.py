@@ -336,7 +336,7 @@ def graph_edges(graph: Any) -> Edges:
         bad = ~((a == 0) | (a == 1))
         if bad.any():
             i, j = np.argwhere(bad)[0]
-            raise ValueError(f"adjacency entries must be 0/1 or boolean; A[{i}, {j}] = {a[i, j]!r}")
+            raise ValueError(f"adjacency entries must be 0/1 or boolean; A[{i}, {j}] = {float(a[i, j])!r}")
         a = a == 1
     if not np.array_equal(a, a.T):
         i, j = np.argwhere(a != a.T)[0]
@@ -373,8 +373,9 @@ def adjacency(topology: str, n: int, *, seed: SeedLike = None, sparse: bool = Fa
     **params
         ``p`` (edge probability in (0, 1]) for ``erdos_renyi``; ``degree`` for
         ``random_regular`` (``1 <= degree < n``, ``n*degree`` even); ``gap`` for
-        ``exact_gap`` (optional here: its graph is complete for every ``g``).  Random graphs are redrawn from the same generator until
-        connected (at most 100 draws, then ValueError).
+        ``exact_gap`` (optional here: its graph is complete for every ``g``).
+        Random graphs are redrawn from the same generator until connected (at
+        most 100 draws, then ValueError).
     sparse : bool
         Return a ``scipy.sparse.csr_array`` (no dense ``n x n`` step: for large n).
 

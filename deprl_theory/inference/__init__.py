@@ -5,8 +5,15 @@
 * :mod:`.sequential`  the loop that analyses at each look and stops at the first decisive verdict
 * :mod:`.verdict`     the verdict rules read from a fit's CIs
 """
-from .design import (DEFAULT_DESIGN, DEFAULT_LOOKS, DESIGNS, GroupSequentialDesign, crossing_probability, geometric_looks,
-                     group_sequential_design)
+from .design import (
+                     DEFAULT_DESIGN,
+                     DEFAULT_LOOKS,
+                     DESIGNS,
+                     GroupSequentialDesign,
+                     crossing_probability,
+                     geometric_looks,
+                     group_sequential_design,
+)
 from .fit import CI_METHOD, ConfidenceInterval, RateFit, SlopeFit, fit_rate, fit_slope
 from .sequential import FIXED_LEVEL, SequentialOutcome, run_sequential
 from .verdict import DECISIVE, DEFAULT_MARGIN, VERDICTS, Verdict, after_transient, speedup_verdict

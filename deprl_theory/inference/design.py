@@ -39,8 +39,8 @@ from typing import Sequence
 import numpy as np
 from scipy import optimize, stats
 
-__all__ = ["DEFAULT_LOOKS", "DESIGNS", "DEFAULT_DESIGN", "GroupSequentialDesign", "group_sequential_design", "crossing_probability",
-           "geometric_looks"]
+__all__ = ["DEFAULT_LOOKS", "DESIGNS", "DEFAULT_DESIGN", "GroupSequentialDesign", "group_sequential_design",
+           "crossing_probability", "geometric_looks"]
 
 #: boundary shapes by name: Wang-Tsiatis Delta
 DESIGNS = {"obrien-fleming": 0.0, "pocock": 0.5}

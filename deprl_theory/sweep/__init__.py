@@ -46,7 +46,7 @@ from .cache import Validator, cache_dir, read_entry, write_entry
 from .executors import EXECUTORS, choose_executor, execute, import_distributed
 from .keys import cache_key, canonical_json, cell_seed, check_index, task_name
 from .progress import Progress
-from .table import tidy_rows
+from .table import flat_rows, rows_frame, tidy_rows
 
 __all__ = [
     "Task",
@@ -146,6 +146,16 @@ class SweepResult:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def to_frame(self):
+        """One row per run as a pandas DataFrame (:func:`~deprl_theory.sweep.table.flat_rows`).
+
+        The cell's parameters, ``seed``, ``cached``, ``seconds`` and every
+        scalar of the result, nested keys joined by dots (``averages.G``,
+        ``final.subspace``); lists (traces) are left out. pandas is an
+        optional dependency: ``pip install 'deprl-theory[frames]'``.
+        """
+        return rows_frame(flat_rows(self.records))
 
     @property
     def ok(self) -> bool:

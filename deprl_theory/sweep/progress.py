@@ -1,8 +1,11 @@
-"""One progress bar on stderr for a sweep: redrawn in place on a terminal, sparse lines otherwise.
+"""One progress bar for a sweep, drawn by tqdm (``tqdm.auto``: a widget in Jupyter, a line in a terminal).
 
-Hand-written rather than tqdm to keep the dependencies to the field's own
-(numpy, scipy, sympy, matplotlib); it shows done/total cells, how many came
-from the cache, failures, elapsed time and an ETA from the computed cells.
+It shows done/total cells, how many came from the cache, failures, elapsed
+time and the time left. The time left is estimated from the *work* of the
+cells computed so far (rounds x workers x local steps), not from their number:
+a sweep's cells differ in cost by orders of magnitude, and tqdm's own rate
+(cells per second) would run low while the cheap cells finish first. Outside a
+terminal (a log file, CI) the line is written at most every 30 s.
 """
 from __future__ import annotations
 
@@ -41,64 +44,59 @@ class Progress:
         self, total: int, cached: int, enabled: bool, label: str = "", stream: TextIO | None = None,
         work: float | None = None,
     ):
-        self.label = f"{label} " if label else ""
-        self._width = 0
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = enabled and total > 0
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.total, self.cached, self.done, self.failed = total, cached, cached, 0
-        # with the cells' work known, the time left is estimated from work done, not from cells done
         self.work, self.work_done = work, 0.0
         self.start = time.monotonic()
-        self._last = -1e9
-        self.update(force=True)
+        self.enabled = enabled and total > 0
+        self.bar = None
+        if self.enabled:
+            from tqdm.auto import tqdm
 
-    def _line(self) -> str:
-        elapsed = time.monotonic() - self.start
-        width = 24
-        filled = int(width * self.done / self.total) if self.total else width
-        computed = self.done - self.cached
+            stream = stream if stream is not None else sys.stderr
+            tty = bool(getattr(stream, "isatty", lambda: False)())
+            self.bar = tqdm(total=total, initial=cached, desc=label or None, unit="cell", file=stream,
+                            mininterval=0.1 if tty else 30.0, dynamic_ncols=True, leave=True,
+                            postfix=self._status(),
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} cells "
+                                       "[{elapsed}{postfix}]")
+
+    def eta(self) -> str:
+        """The time left, from the work done so far ("?" before the first computed cell)."""
         remaining = self.total - self.done
+        computed = self.done - self.cached
+        elapsed = time.monotonic() - self.start
         if remaining == 0:
-            eta = "0:00"
-        elif computed == 0:
-            eta = "?"
-        elif self.work and self.work_done > 0:
-            eta = format_seconds(elapsed / self.work_done * max(self.work - self.work_done, 0.0))
-        else:
-            eta = format_seconds(elapsed / computed * remaining)
+            return "0:00"
+        if computed == 0:
+            return "?"
+        if self.work and self.work_done > 0:
+            return format_seconds(elapsed / self.work_done * max(self.work - self.work_done, 0.0))
+        return format_seconds(elapsed / computed * remaining)
+
+    def _status(self) -> str:
         failed = f", {self.failed} failed" if self.failed else ""
-        return (
-            f"{self.label}[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} cells "
-            f"({self.cached} cached{failed}) {format_seconds(elapsed)} elapsed, ETA {eta}"
-        )
+        return f"{self.cached} cached{failed}, ETA {self.eta()}"
+
+    def _postfix(self) -> None:
+        self.bar.set_postfix_str(self._status(), refresh=False)
 
     def update(self, *, done: int = 0, failed: int = 0, force: bool = False, cost: float = 0.0) -> None:
         """Count ``done`` more cells (``failed`` of them failed, ``cost`` their work) and redraw when due."""
         self.done += done
         self.failed += failed
         self.work_done += cost
-        if not self.enabled:
+        if self.bar is None:
             return
-        now = time.monotonic()
-        finished = self.done >= self.total
-        if self.tty:
-            if force or finished or now - self._last >= 0.1:
-                line = self._line()
-                # Pad over the previous, possibly longer, line.
-                self.stream.write("\r" + line.ljust(self._width))
-                self._width = len(line)
-                if finished:
-                    self.stream.write("\n")
-                self.stream.flush()
-                self._last = now
-        elif finished or now - self._last >= 30.0:
-            self.stream.write(self._line() + "\n")
-            self.stream.flush()
-            self._last = now
+        self._postfix()
+        self.bar.update(done)
+        if force:
+            self.bar.refresh()
+        if self.done >= self.total:
+            self.bar.close()
+            self.bar = None
 
     def close(self) -> None:
-        """End the line of an unfinished bar (after an interrupt)."""
-        if self.enabled and self.tty and self.done < self.total:
-            self.stream.write("\n")
-            self.stream.flush()
+        """End an unfinished bar (after an interrupt)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-__all__ = ["tidy_rows"]
+__all__ = ["tidy_rows", "flat_rows", "rows_frame"]
 
 
 def tidy_rows(records: Iterable[Mapping[str, Any]], *, trace: str | None = "trace") -> list[dict[str, Any]]:
@@ -73,4 +73,38 @@ def tidy_rows(records: Iterable[Mapping[str, Any]], *, trace: str | None = "trac
             for key, values in series.items():
                 put(row, key, values[t])
             rows.append(row)
+    return rows
+
+
+def rows_frame(rows: list[dict[str, Any]]):
+    """A pandas DataFrame of ``rows`` (pandas is optional: the ImportError says how to get it)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("to_frame() needs pandas: pip install 'deprl-theory[frames]' (or pip install pandas)"
+                          ) from None
+    return pd.DataFrame(rows)
+
+
+def flat_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run: params, ``seed``, ``cached``, ``seconds`` and the result's scalars under dotted keys.
+
+    Examples
+    --------
+    >>> flat_rows([{"params": {"N": 4}, "seed": 0, "cached": False, "seconds": 0.1,
+    ...             "result": {"averages": {"G": 0.5}, "trace": {"k": [1, 2]}, "diverged": False}}])
+    [{'N': 4, 'seed': 0, 'cached': False, 'seconds': 0.1, 'averages.G': 0.5, 'diverged': False}]
+    """
+    def scalars(prefix: str, value: Any, out: dict[str, Any]) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                scalars(f"{prefix}.{k}" if prefix else str(k), v, out)
+        elif not isinstance(value, (list, tuple)):
+            out[prefix] = value
+
+    rows = []
+    for rec in records:
+        row = {**rec["params"], "seed": rec["seed"], "cached": rec.get("cached"), "seconds": rec.get("seconds")}
+        scalars("", rec["result"], row)
+        rows.append(row)
     return rows
