@@ -163,3 +163,36 @@ def test_fit_slope_recovers_a_planted_slope():
     assert fit.ci.low <= 2.0 <= fit.ci.high
     one_d = fit_slope(x, y.mean(axis=1), n_boot=300, seed=0)
     assert one_d.slope == pytest.approx(2.0, abs=0.05)
+
+
+def _skewed_fits(skew_correction: bool, reps: int = 1500, seeds: int = 32):
+    """P(lo > s) and P(hi < s) for planted s = 1 with right-skewed per-seed scatter (a gamma with skewness 1.2)."""
+    rng = np.random.default_rng(5)
+    N = np.repeat([4.0, 8, 16, 32], 4)
+    K = np.tile([500.0, 1000, 2000, 4000], 4)
+    low = high = 0
+    for _ in range(reps):
+        shared = rng.gamma(2.8, 1.0, seeds) - 2.8  # one skewed draw per seed, stronger at large N
+        noise = 0.01 * np.outer(np.log(N), shared) + 0.002 * rng.standard_normal((16, seeds))
+        fit = fit_rate(N, K, (1 / np.sqrt(N * K))[:, None] * np.exp(noise), skew_correction=skew_correction)
+        low += fit.speedup_ci.low > 1.0
+        high += fit.speedup_ci.high < 1.0
+    return low / reps, high / reps
+
+
+@pytest.mark.slow
+def test_hall_correction_repairs_the_one_sided_error_of_skewed_seeds():
+    plain = _skewed_fits(False)
+    hall = _skewed_fits(True)
+    assert max(plain) > 0.035  # the t interval errs on one side under skewed seeds ...
+    assert max(hall) < max(plain) and max(hall) <= 0.035  # ... Hall's correction brings it back near 0.025
+
+
+def test_hall_correction_changes_little_on_gaussian_seeds_and_nothing_above_its_level():
+    N, K, vals = planted(-0.5, -0.5, seeds=24)
+    plain, hall = fit_rate(N, K, vals), fit_rate(N, K, vals, skew_correction=True)
+    assert hall.speedup_ci.low == pytest.approx(plain.speedup_ci.low, abs=0.01)
+    assert hall.speedup_ci.high == pytest.approx(plain.speedup_ci.high, abs=0.01)
+    assert "Hall" in hall.speedup_ci.method
+    extreme = fit_rate(N, K, vals, ci=0.99999, skew_correction=True)
+    assert extreme.speedup_ci == fit_rate(N, K, vals, ci=0.99999).speedup_ci

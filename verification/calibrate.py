@@ -33,6 +33,7 @@ from deprl_theory.experiments.calibration import (
     run_calibration,
     t_process_error,
 )
+from deprl_theory.experiments.decision import INTERVALS
 from deprl_theory.inference import DEFAULT_DESIGN, DEFAULT_LOOKS, DESIGNS, group_sequential_design
 from deprl_theory.io import provenance, write_json_atomic
 from verification._cli import (
@@ -82,6 +83,8 @@ def build_parser() -> ArgumentParser:
     d.add_argument("--design", type=one_of(tuple(DESIGNS), "design"), default=DEFAULT_DESIGN,
                    help="obrien-fleming (default) or pocock")
     d.add_argument("--margin", type=margin, default=0.1, help="verdict margin m (default 0.1)")
+    d.add_argument("--interval", type=one_of(INTERVALS, "interval"), default="hall",
+                   help="interval of s: hall (default, as speedup) or fieller")
     o = p.add_argument_group("execution and output")
     o.add_argument("--seed", type=nonneg_int, default=0, help="base seed of the planted data (default 0)")
     o.add_argument("--quick", action="store_true", help="fewer cases and data sets (well under 2 minutes)")
@@ -140,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cases = calibration_cases(cases_s, cases_b, names, args.procedure)
         progress = None if args.no_progress else _progress(time.perf_counter())
         rows = run_calibration(cases, scatters, reps=reps, looks=looks, jobs=args.jobs, design=args.design,
-                               margin=args.margin, seed=args.seed, progress=progress)
+                               margin=args.margin, interval=args.interval, seed=args.seed, progress=progress)
     paths = 100_000 if args.quick else 1_000_000
     with user_input():
         design = group_sequential_design(looks, args.design)
@@ -148,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "nominal": design.alpha / 2}
     summary = {"question": "does the verdict keep its stated error rates on planted data?",
                "rows": [r.as_dict() for r in rows], "looks": list(looks), "design": args.design,
+               "interval": args.interval,
                "t_process": t_error,
                "margin": args.margin, "reps": reps, "base_seed": args.seed,
                "scatter": {n: {"command": s.command, "median_sd_log_G": s.sd(), "seeds": s.seeds}
@@ -174,7 +178,8 @@ def render(summary: dict) -> str:
     head = f"{'procedure':<11}{'scatter':<18}{'b':>5}{'s':>6}  " + "".join(f"{short[w]:>13}" for w in words) \
         + f"{'coverage':>10}{'seeds':>7}"
     lines = [f"planted data: {summary['reps']} data sets per case; looks {summary['looks']} "
-             f"({summary['design']}); margin {summary['margin']:g}; base seed {summary['base_seed']}",
+             f"({summary['design']}); interval {summary['interval']}; margin {summary['margin']:g}; "
+             f"base seed {summary['base_seed']}",
              "P(verdict) per case; '+tr' = 'after transient'; coverage of the CI the verdict reports; mean seeds",
              "", head]
     for r in rows:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from deprl_theory.experiments.decision import COMPANION_RULES
+from deprl_theory.experiments.decision import COMPANION_RULES, INTERVALS
 from deprl_theory.experiments.records import run_rows
 from deprl_theory.experiments.speedup import (
     DEFAULT_ROUNDS,
@@ -92,6 +92,9 @@ def build_parser() -> ArgumentParser:
                    help="seeds of the last default look (default 64)")
     o.add_argument("--design", type=one_of(tuple(DESIGNS), "design"), default=DEFAULT_DESIGN,
                    help="boundary of the group-sequential design: obrien-fleming (default) or pocock")
+    o.add_argument("--interval", type=one_of(INTERVALS, "interval"), default="hall",
+                   help="interval of s: hall (default: Hall's skewness-corrected t test inverted, at levels up to "
+                        "0.999; Fieller's above) or fieller (Fieller's t interval at every level)")
     o.add_argument("--companion", type=one_of(COMPANION_RULES, "companion rule"), default="auto",
                    help="run exact averaging (W = 11^T/N) on the same instances and seeds to separate the rate "
                         "from the transient: auto (default: when the graph mixes, rho > 0, and the grid's "
@@ -137,7 +140,8 @@ def study_from(args) -> SpeedupStudy:
         seeds = looks[0]
     with user_input():
         study = SpeedupStudy(n=tuple(args.n), rounds=tuple(rounds), seeds=seeds, looks=looks, design=args.design,
-                             companion=args.companion, base_seed=args.seed, cell=cell_overrides(args),
+                             companion=args.companion, interval=args.interval, base_seed=args.seed,
+                             cell=cell_overrides(args),
                              metric=args.metric, margin=args.margin, transient_tol=args.transient_tol,
                              transient_factor=args.transient_factor, regime="theory" if auto else "tail")
         study.check()  # every graph and problem is built and checked before anything runs

@@ -250,19 +250,21 @@ def _rate_ci(decision: RateDecision):
 
 
 def _planted_look(keys: Sequence[tuple[int, int]], graph: np.ndarray, comp: np.ndarray, S: int, level: float, *,
-                  margin: float, transient_tol: float, companion: str) -> RateDecision:
+                  margin: float, transient_tol: float, companion: str, interval: str) -> RateDecision:
     """The decision at one look of a planted data set: its first ``S`` seeds, at ``level``."""
     table = {key: graph[i, :S] for i, key in enumerate(keys)}
     return decide("G", table, margin=margin, level=level, transient_tol=transient_tol, companion_rule=companion,
-                  mixes=True, companion_table=lambda: {key: comp[i, :S] for i, key in enumerate(keys)})
+                  mixes=True, companion_table=lambda: {key: comp[i, :S] for i, key in enumerate(keys)},
+                  interval=interval)
 
 
 def calibrate_case(case: CalibrationCase, scatter: Scatter, *, reps: int, looks: Sequence[int],
                    design: str = DEFAULT_DESIGN, margin: float = DEFAULT_MARGIN, transient_tol: float = 0.15,
-                   companion: str = "auto", seed: SeedLike = 0) -> CaseResult:
+                   companion: str = "auto", interval: str = "hall", seed: SeedLike = 0) -> CaseResult:
     """Run the decision procedure on ``reps`` planted data sets of one case."""
     start = time.perf_counter()
     gs = _design_of(case.procedure, looks, design)
+    # the planted data depend on the case and the seed only, so two intervals or designs see the same data
     rng = np.random.default_rng(derive_seed(seed, "calibrate", case.s, case.b, case.scatter, case.procedure))
     keys = list(scatter.cells)
     N = np.array([n for n, _ in keys], float)
@@ -278,7 +280,8 @@ def calibrate_case(case: CalibrationCase, scatter: Scatter, *, reps: int, looks:
         comp = np.exp(log_comp[:, None] + c_res)
 
         out = run_sequential(gs, partial(_planted_look, keys, graph, comp, margin=margin,
-                                         transient_tol=transient_tol, companion=companion), lambda d: d.word)
+                                         transient_tol=transient_tol, companion=companion, interval=interval),
+                             lambda d: d.word)
         counts[out.result.word] = counts.get(out.result.word, 0) + 1
         ci = _rate_ci(out.result)
         covered += int(ci is not None and ci.contains(case.s))

@@ -27,8 +27,8 @@ import numpy as np
 from ..inference import RateFit, Verdict, after_transient, fit_rate, speedup_verdict
 from .transient import COMPANION_FACTOR, TransientDecomposition, decompose_transient, transient_cells
 
-__all__ = ["COMPANION_RULES", "MetricFit", "RateDecision", "fit_metric", "companion_needed", "rate_decision",
-           "decide"]
+__all__ = ["INTERVALS", "COMPANION_RULES", "MetricFit", "RateDecision", "fit_metric", "companion_needed",
+           "rate_decision", "decide"]
 
 #: when the exact-averaging companion runs
 COMPANION_RULES = ("auto", "always", "never")
@@ -62,13 +62,18 @@ class MetricFit:
         return out
 
 
+#: how the interval of s is computed: Fieller's t interval, or Hall's skewness-corrected inversion
+INTERVALS = ("fieller", "hall")
+
+
 def _fit_cells(metric: str, table: Mapping, keys: Sequence[tuple[int, int]], *, margin: float,
-               level: float) -> MetricFit:
+               level: float, interval: str = "fieller") -> MetricFit:
     complete = [key for key in keys if np.isfinite(table[key]).all()]
     dropped = tuple(key for key in keys if key not in complete)
     vals = np.array([table[key] for key in complete])
     try:
-        fit = fit_rate([n for n, _ in complete], [k for _, k in complete], vals, ci=level)
+        fit = fit_rate([n for n, _ in complete], [k for _, k in complete], vals, ci=level,
+                       skew_correction=interval == "hall")
     except ValueError as exc:
         why = f"fit impossible: {exc}"
         if dropped:
@@ -82,12 +87,14 @@ def _fit_cells(metric: str, table: Mapping, keys: Sequence[tuple[int, int]], *, 
 
 
 def fit_metric(metric: str, table: Mapping, fit_keys: Sequence[tuple[int, int]], keys: Sequence[tuple[int, int]],
-               *, margin: float, level: float) -> MetricFit:
+               *, margin: float, level: float, interval: str = "fieller") -> MetricFit:
     """The fit over the trimmed cells ``fit_keys``, with the all-cells fit beside it when trimming removed any."""
-    trimmed = _fit_cells(metric, table, fit_keys, margin=margin, level=level)
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
+    trimmed = _fit_cells(metric, table, fit_keys, margin=margin, level=level, interval=interval)
     if list(fit_keys) == list(keys):
         return trimmed
-    full = _fit_cells(metric, table, keys, margin=margin, level=level)
+    full = _fit_cells(metric, table, keys, margin=margin, level=level, interval=interval)
     verdict = trimmed.verdict
     if full.verdict.word != verdict.word:
         verdict = replace(verdict, reason=f"{verdict.reason}; trimming the transient changed the verdict: "
@@ -151,13 +158,14 @@ class RateDecision:
 
 
 def rate_decision(grid: MetricFit, graph_table: Mapping, companion_table: Mapping | None, *, margin: float,
-                  level: float, transient_tol: float, factor: float = COMPANION_FACTOR) -> RateDecision:
+                  level: float, transient_tol: float, factor: float = COMPANION_FACTOR,
+                  interval: str = "fieller") -> RateDecision:
     """Combine the grid's verdict with the exact-averaging companion (None: the grid's verdict is the rate)."""
     if companion_table is None:
         return RateDecision(grid.verdict, grid)
     keys = sorted(companion_table)
     fit_keys, _ = trimmed_keys(companion_table, keys, tol=transient_tol)
-    comp = fit_metric(grid.metric, companion_table, fit_keys, keys, margin=margin, level=level)
+    comp = fit_metric(grid.metric, companion_table, fit_keys, keys, margin=margin, level=level, interval=interval)
     if comp.fit is None:
         why = f"{grid.verdict.reason}; exact averaging could not be fitted ({comp.verdict.reason})"
         return RateDecision(replace(grid.verdict, reason=why), grid, comp)
@@ -181,7 +189,8 @@ def rate_decision(grid: MetricFit, graph_table: Mapping, companion_table: Mappin
 
 
 def decide(metric: str, graph_table: Mapping, *, margin: float, level: float, transient_tol: float,
-           companion_rule: str = "auto", mixes: bool = True, companion_table: Any = None) -> RateDecision:
+           companion_rule: str = "auto", mixes: bool = True, companion_table: Any = None,
+           interval: str = "fieller") -> RateDecision:
     """The whole decision at one look: trim, fit, read the verdict, consult the companion when the rule says so.
 
     ``companion_table`` is the companion's table or a callable returning it
@@ -189,8 +198,9 @@ def decide(metric: str, graph_table: Mapping, *, margin: float, level: float, tr
     """
     keys = sorted(graph_table)
     fit_keys, _ = trimmed_keys(graph_table, keys, tol=transient_tol)
-    grid = fit_metric(metric, graph_table, fit_keys, keys, margin=margin, level=level)
+    grid = fit_metric(metric, graph_table, fit_keys, keys, margin=margin, level=level, interval=interval)
     if not companion_needed(companion_rule, mixes, grid.verdict) or companion_table is None:
         return RateDecision(grid.verdict, grid)
     table = companion_table() if callable(companion_table) else companion_table
-    return rate_decision(grid, graph_table, table, margin=margin, level=level, transient_tol=transient_tol)
+    return rate_decision(grid, graph_table, table, margin=margin, level=level, transient_tol=transient_tol,
+                         interval=interval)

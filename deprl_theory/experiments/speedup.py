@@ -25,6 +25,7 @@ import numpy as np
 
 from ..inference import (
     CI_METHOD,
+    CI_METHOD_SKEW,
     DEFAULT_DESIGN,
     DEFAULT_MARGIN,
     FIXED_LEVEL,
@@ -35,7 +36,7 @@ from ..inference import (
 )
 from ..sweep import SweepOptions, run_sweep
 from .cells import TASK_VERSION, cell_cost, cell_params, check_cells, checked_rho, simulate_cell, validate_result
-from .decision import COMPANION_RULES, MetricFit, RateDecision, companion_needed, fit_metric, rate_decision
+from .decision import COMPANION_RULES, INTERVALS, MetricFit, RateDecision, companion_needed, fit_metric, rate_decision
 from .records import diverged_runs, metric_table, run_rows, seed_mean, step_table
 from .transient import PredictedTransient, predict_transient, transient_cells
 
@@ -87,6 +88,11 @@ class SpeedupStudy:
         analyses look k with ``seeds`` set to ``looks[k]``.
     design : {"obrien-fleming", "pocock"}
         Boundary shape of the group-sequential design.
+    interval : {"hall", "fieller"}
+        How the interval of s is computed at each look: ``hall`` (default)
+        inverts Hall's skewness-corrected t test of the Fieller pivot at
+        levels up to 0.999 (Fieller's interval above); ``fieller`` always
+        uses Fieller's t interval.
     companion : {"auto", "always", "never"}
         When the exact-averaging companion runs on the same instances and
         seeds: ``auto`` when the graph mixes (rho > 0) and the grid's headline
@@ -108,9 +114,12 @@ class SpeedupStudy:
     looks: tuple[int, ...] = ()
     design: str = DEFAULT_DESIGN
     companion: str = "auto"
+    interval: str = "hall"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "looks", tuple(int(v) for v in self.looks))
+        if self.interval not in INTERVALS:
+            raise ValueError(f"interval must be one of {', '.join(INTERVALS)}, got {self.interval!r}")
         if self.companion not in COMPANION_RULES:
             raise ValueError(f"companion must be one of {', '.join(COMPANION_RULES)}, got {self.companion!r}")
         object.__setattr__(self, "n", tuple(sorted({int(n) for n in self.n})))
@@ -189,7 +198,8 @@ class SpeedupStudy:
         if p.get("beta_rule"):
             out["beta_rule"] = p["beta_rule"]
         out["margin"] = self.margin
-        out["intervals"] = {"method": CI_METHOD, "level": FIXED_LEVEL if not self.looks else "per look (design)"}
+        out["intervals"] = {"method": CI_METHOD_SKEW if self.interval == "hall" else CI_METHOD, "rule": self.interval,
+                            "level": FIXED_LEVEL if not self.looks else "per look (design)"}
         out["design"] = (None if not self.looks else self.sequential_design().as_dict())
         out["companion_rule"] = self.companion
         return out
@@ -545,12 +555,13 @@ def analyse_speedup(study: SpeedupStudy, records: Sequence[Mapping[str, Any]], *
         note = ("too few cells past the transient to fit; fitting all cells "
                 "(the consensus term may bias the exponents)")
         fit_keys = keys
-    fits = {m: fit_metric(m, tables[m], fit_keys, keys, margin=study.margin, level=level) for m in FIT_METRICS}
+    fits = {m: fit_metric(m, tables[m], fit_keys, keys, margin=study.margin, level=level, interval=study.interval)
+            for m in FIT_METRICS}
     companion_table = None
     if companion_records:
         companion_table = metric_table(companion_records, study.metric)
     decision = rate_decision(fits[study.metric], tables[study.metric], companion_table, margin=study.margin,
-                             level=level, transient_tol=study.transient_tol)
+                             level=level, transient_tol=study.transient_tol, interval=study.interval)
     transient = {}
     for n in sorted(rho):
         k0 = predicted[n].K0 if n in predicted else None
