@@ -78,7 +78,8 @@ def build_parser() -> ArgumentParser:
     o.add_argument("--metric", type=one_of(FIT_METRICS, "metric"), default="G",
                    help="metric of the headline verdict (default G, the full stationarity the theorem bounds)")
     o.add_argument("--margin", type=margin, default=DEFAULT_MARGIN,
-                   help=f"equivalence margin m of the verdict: linear needs the CI's lower end within 1 +- m "
+                   help=f"margin m of the verdict's tests: linear needs the CI's lower end within 1 +- m "
+                        f"(at least linear up to the margin), sublinear its upper end below 1 - m "
                         f"(default {DEFAULT_MARGIN})")
     o.add_argument("--until-decisive", action=argparse.BooleanOptionalAction, default=True,
                    help="group-sequential seeding: analyse at the planned looks (--looks) with the design's "

@@ -68,7 +68,7 @@ class SpeedupStudy:
     metric : {"G", "R", "H"}
         Metric of the headline verdict; G, the full stationarity the theorem bounds, by default.
     margin : float
-        Equivalence margin m of the verdict (see :func:`~deprl_theory.rates.speedup_verdict`).
+        Margin m of the verdict's tests (see :func:`~deprl_theory.inference.speedup_verdict`).
     transient_tol : float
         Measured transient: drop the smallest K of an N while its local slope
         differs from that N's tail slope by more than this (0 keeps every cell).
@@ -709,8 +709,10 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
     if design is not None:
         study = replace(study, seeds=design.looks[0])
     auto_stop: dict[str, Any] = {}
+    computed = [0]  # runs computed by every sweep of this call, for an honest tally
     if design is None or auto_rounds:
         result, sweep = _sweep_once(study, options, rho, predicted)
+        computed[0] += int(result.sweep.get("computed", 0))
     if auto_rounds:
         workers = _local_workers(options)
         while True:
@@ -719,12 +721,13 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
                 break
             study = grown
             result, sweep = _sweep_once(study, options, rho, predicted)
+            computed[0] += int(result.sweep.get("computed", 0))
         auto_stop = {"rounds": {str(n): list(study.rounds_of(n)) for n in study.n}, "why": why}
         result = _flag_pre_asymptotic(replace(result, stopping=auto_stop))
     if design is None:
-        return result, sweep
+        total = int(result.sweep.get("computed", 0)) + int(result.sweep.get("cached", 0))
+        return replace(result, sweep={**result.sweep, "computed": computed[0], "cached": total - computed[0]}), sweep
     sweeps = {}
-    computed = [0]
 
     def analyse(seeds: int, level: float) -> SpeedupResult:
         at = replace(study, seeds=seeds)
