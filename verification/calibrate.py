@@ -42,6 +42,7 @@ from verification._cli import (
     dump_json,
     finite_float,
     margin,
+    nonneg_float,
     nonneg_int,
     one_of,
     output_dir,
@@ -65,7 +66,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--s", type=finite_float, nargs="+", default=None, metavar="S",
                    help="true speedup exponents (default " + " ".join(f"{v:g}" for v in DEFAULT_S)
                         + "; with --quick " + " ".join(f"{v:g}" for v in QUICK_S) + ")")
-    g.add_argument("--b", type=nonneg_float_list, nargs="+", default=None, metavar="B",
+    g.add_argument("--b", type=nonneg_float, nargs="+", default=None, metavar="B",
                    help="transient sizes b of G = N^(-s/2) K^(-1/2) + b N/K (default "
                         + " ".join(f"{v:g}" for v in DEFAULT_B) + "; with --quick "
                         + " ".join(f"{v:g}" for v in QUICK_B) + ")")
@@ -97,16 +98,6 @@ def build_parser() -> ArgumentParser:
                    help="run the recorded runs (ring and default, each with its companion; 64 seeds, cached "
                         "under results/scatter) and rewrite the scatter file, then calibrate")
     return p
-
-
-def nonneg_float_list(text: str) -> float:
-    """A finite number >= 0."""
-    import argparse
-
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def scatter_name(text: str) -> str:
