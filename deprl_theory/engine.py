@@ -115,9 +115,11 @@ class StepSizes:
     beta: float
     rule: str
     capped: tuple[str, ...] = ()
+    tau: int | None = None  # the local head steps the rule assumed (alpha = a beta / tau); None: no assumption
 
     def as_dict(self) -> dict:
-        return {"alpha": self.alpha, "beta": self.beta, "rule": self.rule, "capped": list(self.capped)}
+        return {"alpha": self.alpha, "beta": self.beta, "rule": self.rule, "capped": list(self.capped),
+                "tau": self.tau}
 
 
 def parse_head_rule(head_rule: str | float, n_workers: int) -> float:
@@ -199,7 +201,8 @@ def theory_step_sizes(
         alpha, capped = alpha_max, capped + [f"alpha capped at {alpha_max:g}"]
     if capped:
         rule += " (" + "; ".join(capped) + ")"
-    return StepSizes(alpha=float(alpha), beta=float(beta), rule=rule, capped=tuple(capped))
+    return StepSizes(alpha=float(alpha), beta=float(beta), rule=rule, capped=tuple(capped),
+                     tau=None if head_step is not None else int(tau))
 
 
 def step_sizes(alpha: float, beta: float) -> StepSizes:
@@ -610,7 +613,7 @@ def run(
     *,
     algorithm: str = "deprl",
     rounds: int,
-    tau: int = 1,
+    tau: int | None = None,
     steps: StepSizes | None = None,
     alpha: float | None = None,
     beta: float | None = None,
@@ -634,8 +637,10 @@ def run(
     algorithm : {"deprl", "dpsgd", "local", "centralized"}
     rounds : int
         Number of rounds K.
-    tau : int
-        Local head steps per round.
+    tau : int, optional
+        Local head steps per round. Default: the tau the step rule was
+        computed for (:func:`theory_step_sizes` records it), else 1; a tau
+        that disagrees with the step rule's is an error.
     steps : StepSizes, optional
         Step sizes (e.g. from :func:`theory_step_sizes`); or give ``alpha`` and
         ``beta`` as numbers.
@@ -728,12 +733,17 @@ def _checked_run_args(algorithm: str, sampler: str, rounds, tau, steps: StepSize
         raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     if isinstance(rounds, bool) or int(rounds) != rounds or rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
-    if isinstance(tau, bool) or int(tau) != tau or tau < 1:
-        raise ValueError(f"tau must be a positive integer, got {tau!r}")
     if steps is None:
         if alpha is None or beta is None:
             raise ValueError("give step sizes: steps=StepSizes(...) or both alpha and beta")
         steps = step_sizes(alpha, beta)
+    if tau is None:  # one source of truth: the step rule's tau, when it assumed one
+        tau = steps.tau if steps.tau is not None else 1
+    if isinstance(tau, bool) or int(tau) != tau or tau < 1:
+        raise ValueError(f"tau must be a positive integer, got {tau!r}")
+    if steps.tau is not None and int(tau) != steps.tau:
+        raise ValueError(f"tau = {tau} but the step sizes were computed for tau = {steps.tau} "
+                         f"(alpha = a beta / tau): pass tau={steps.tau}, leave tau out, or recompute the steps")
     return int(rounds), int(tau), steps
 
 

@@ -416,6 +416,9 @@ def make_problem(
     n_workers, dim, rank, batch, true_rank, clusters, cov_chol = _check_problem_args(
         kind, n_workers, dim, rank, batch, true_rank, noise, heterogeneity, activation, clusters, heads, covariance)
     mean = np.broadcast_to(np.asarray(head_mean, dtype=float), (true_rank,))
+    if heterogeneity == 0 and not np.any(mean) and (clusters is None or cluster_spread == 0):
+        raise ValueError("every true head is 0 (heterogeneity 0 and head_mean 0): the labels are pure noise and "
+                         "there is nothing to learn; give heterogeneity > 0 or a nonzero head_mean")
 
     rngs = seed_generators(seed, n_seeds, "problem")
     S = len(rngs)

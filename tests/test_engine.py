@@ -326,3 +326,23 @@ def test_bad_problem_arguments(bad):
     kwargs.update(bad)
     with pytest.raises(ValueError):
         make_problem(**kwargs)
+
+
+def test_the_step_rule_carries_its_tau_and_run_refuses_a_different_one():
+    from deprl_theory.engine import theory_step_sizes
+
+    p = make_problem("linear", 4, dim=6, rank=2, n_seeds=1, seed=0)
+    steps = theory_step_sizes(4, 50, tau=5)
+    assert steps.tau == 5 and steps.as_dict()["tau"] == 5
+    W = _ring(4)
+    implicit = run(p, W, rounds=50, steps=steps, seed=2)
+    explicit = run(p, W, rounds=50, tau=5, steps=steps, seed=2)
+    np.testing.assert_array_equal(implicit.averages["G"], explicit.averages["G"])
+    with pytest.raises(ValueError, match="computed for tau = 5"):
+        run(p, W, rounds=50, tau=1, steps=steps, seed=2)
+
+
+def test_a_problem_without_signal_is_refused():
+    with pytest.raises(ValueError, match="every true head is 0"):
+        make_problem("linear", 4, dim=6, rank=2, heterogeneity=0.0, n_seeds=1, seed=0)
+    make_problem("linear", 4, dim=6, rank=2, heterogeneity=0.0, head_mean=1.0, n_seeds=1, seed=0)  # signal: fine

@@ -186,6 +186,7 @@ def test_bad_bound_files_exit_2_with_one_line(cli, tmp_path, spec, needle):
     ("speedup", ["--topology", "erdos_renyi"], "needs parameter p"),
     ("speedup", ["--topology", "random_regular", "--degree", "3", "--n", "5", "7", "9"], "even"),
     ("speedup", ["--seed", "-1"], ">= 0"),
+    ("speedup", ["--heterogeneity", "0"], "every true head is 0"),
     ("speedup", ["--jobs", "0"], "positive"),
     ("speedup", ["--out", "/dev/null"], "/dev"),
     ("speedup", ["--out", "/proc/deprl"], "/proc"),

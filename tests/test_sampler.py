@@ -396,7 +396,7 @@ def test_representation_step_at_the_optimum(coloured):
     g = _sufficient_gradient(p, theta, Bt, seed=5)
     assert np.isfinite(g).all() and np.abs(g).max() < 1e-12 * scale
     noisy = make_problem("linear", 3000, dim=d, rank=r, noise=0.5, batch=5, covariance=cov, heterogeneity=0.0,
-                         n_eval=5, n_seeds=1, seed=4)
+                         head_mean=np.array([0.6, -0.4]), n_eval=5, n_seeds=1, seed=4)
     theta = np.broadcast_to(noisy.heads_star, (1, 3000, r)).copy()
     Bt = np.broadcast_to(np.swapaxes(noisy.B_star, -1, -2)[:, None], (1, 3000, r, d)).copy()
     direct = _direct_gradient(noisy, theta, Bt, seed=31)
