@@ -70,6 +70,16 @@ def test_calibrate_json_rows_use_the_words_speedup_prints(cli):
     assert rows[0]["p"].get("sublinear", 0) > 0.5 and rows[1]["p"].get("linear", 0) > 0.5
 
 
+def test_a_written_calibration_renders_as_markdown_without_computing(cli, tmp_path):
+    res = cli("calibrate", "--s", "1.0", "--b", "0", "--scatter", "gaussian:default", "--reps", "10",
+              "--no-progress", "-j", "1", "--out", "out")
+    assert res.returncode == 0, res.stderr
+    md = cli("calibrate", "--from", "out/calibration.json", "--markdown")
+    assert md.returncode == 0 and "| gaussian:default | 0 | 1.00 |" in md.stdout
+    bad = cli("calibrate", "--from", "missing.json")
+    assert bad.returncode == 2 and len(bad.error_lines) == 1 and "not a calibration.json" in bad.stderr
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--s", "nan"], "finite"), (["--b", "-1"], ">= 0"), (["--scatter", "lognormal:ring"], "MODEL:RUN"),
     (["--scatter", "gaussian:torus"], "no recorded scatter named 'torus'"), (["--reps", "0"], "positive"),

@@ -14,6 +14,7 @@ itself is deprl_theory.experiments.calibration.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -91,6 +92,10 @@ def build_parser() -> ArgumentParser:
     o.add_argument("--quick", action="store_true", help="fewer cases and data sets (well under 2 minutes)")
     o.add_argument("--out", default=None, help=f"directory for calibration.json (default {DEFAULT_OUT})")
     o.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
+    o.add_argument("--markdown", action="store_true",
+                   help="print the rows as a Markdown table (wrong, right and undecided verdicts per case)")
+    o.add_argument("--from", dest="from_file", default=None, metavar="CALIBRATION_JSON",
+                   help="render a calibration.json written before, computing nothing")
     o.add_argument("-j", "--jobs", type=positive_int, default=None, help="worker processes (default: all cores)")
     o.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     o.add_argument("--scatter-file", default=None, help=f"recorded scatter (default {SCATTER_FILE})")
@@ -114,6 +119,15 @@ def scatter_name(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     args = build_parser().parse_args(argv)
+    if args.from_file is not None:
+        try:
+            summary = json.loads(Path(args.from_file).read_text())
+            summary["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"--from {args.from_file!r}: not a calibration.json ({exc})") from None
+        print(markdown(summary) if args.markdown else dump_json(summary["rows"], indent=2) if args.json
+              else render(summary))
+        return 0
     out = output_dir(args.out or DEFAULT_OUT, "--out")
     looks = tuple(args.looks) if args.looks else DEFAULT_LOOKS
     if len(looks) > 1 and looks[0] < 2:
@@ -149,8 +163,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                            for n, s in scatters.items()},
                "seconds": time.perf_counter() - t0, "provenance": provenance()}
     write_json_atomic(out / "calibration.json", summary)
-    print(dump_json(summary["rows"], indent=2) if args.json else render(summary))
+    print(markdown(summary) if args.markdown else dump_json(summary["rows"], indent=2) if args.json
+          else render(summary))
     return 0
+
+
+def _boundary_errors(row: dict) -> tuple[str, str]:
+    """The chance of a wrong decisive verdict at the margin, and of a right decisive one, for a planted s."""
+    p = row["p"]
+    linear = p.get("linear", 0.0) + p.get("linear after transient", 0.0)
+    sub = p.get("sublinear", 0.0) + p.get("sublinear after transient", 0.0)
+    sup = p.get("superlinear", 0.0) + p.get("superlinear after transient", 0.0)
+    return f"{linear:.3f}", f"{sub:.3f} / {sup:.3f}"
+
+
+def markdown(summary: dict) -> str:
+    """The rows as a Markdown table: P(linear), P(sublinear) / P(superlinear), P(as a transient), coverage, seeds."""
+    lines = [f"{summary['reps']} planted data sets per case; looks {summary['looks']} ({summary['design']}, "
+             f"interval {summary.get('interval', 'fieller')}); margin {summary['margin']:g}; base seed "
+             f"{summary['base_seed']}. P(linear) counts `linear after transient` too, and so on; "
+             "'after transient' is the share of decisive verdicts that came through exact averaging.",
+             "",
+             "| scatter | b | s | P(linear) | P(sublinear) / P(superlinear) | P(inconclusive) | after transient "
+             "| coverage | mean seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        linear, other = _boundary_errors(r)
+        tr = sum(v for k, v in r["p"].items() if k.endswith("after transient"))
+        lines.append(f"| {r['scatter']} | {r['b']:g} | {r['s']:.2f} | {linear} | {other} | "
+                     f"{r['p'].get('inconclusive', 0.0):.3f} | {tr:.3f} | {r['coverage']:.3f} | "
+                     f"{r['mean_seeds']:.1f} |")
+    return "\n".join(lines)
 
 
 def _progress(start: float):
