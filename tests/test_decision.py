@@ -43,7 +43,7 @@ def test_an_excess_that_decays_like_the_leading_term_persists_and_the_grid_is_th
 def test_no_excess_opens_no_gate():
     graph, comp = planted(b=0.0, seed=3)
     d = decompose_transient(graph, comp, leading_e_K=-0.5)
-    assert d.rate_is_companion is False
+    assert d.rate_is_companion is None  # neither reading is separated: only an agreed verdict decides
     assert {law.state for law in d.per_n.values()} <= {"negligible", "indistinct"}
 
 
@@ -112,4 +112,16 @@ def test_a_noisy_zero_excess_is_indistinct_and_leaves_the_grid_verdict_alone():
     d = decompose_transient(graph, comp, leading_e_K=-0.5)
     states = {law.state for law in d.per_n.values()}
     assert "indistinct" in states and states <= {"negligible", "indistinct"}
-    assert d.rate_is_companion is False
+    assert d.rate_is_companion is None
+
+
+def test_when_nothing_separates_the_readings_only_an_agreed_verdict_decides():
+    from deprl_theory.inference import Verdict
+
+    graph, comp = planted(b=0.0, sd=0.05, seeds=8, seed=7)
+    keys = sorted(graph)
+    grid = fit_metric("G", graph, keys, keys, margin=0.1, level=0.95)
+    # pretend the grid alone had said sublinear: exact averaging does not agree, nothing separates them
+    said = grid.__class__(grid.metric, grid.fit, Verdict("sublinear", "planted", True, True, margin=0.1))
+    d = rate_decision(said, graph, comp, margin=0.1, level=0.95, transient_tol=0.15)
+    assert d.companion.verdict.word != "sublinear" and d.word == "inconclusive"

@@ -14,8 +14,10 @@ procedure the tool runs (docs/theory.md, section 6):
    the graph's excess over exact averaging decays faster than the leading term
    at every N where it matters, the rate is the companion's
    (``linear after transient``, say), the grid's own s is kept beside it; when
-   the excess persists, the grid's exponent is the rate; when it cannot tell
-   and the two verdicts differ, the look is ``inconclusive``.
+   the excess persists, the grid's exponent is the rate; otherwise (no excess
+   shown, or its decay unresolved) a verdict is decisive only when the grid
+   and the companion agree on it, and the look is ``inconclusive`` when they
+   do not.
 """
 from __future__ import annotations
 
@@ -181,6 +183,7 @@ def rate_decision(grid: MetricFit, graph_table: Mapping, companion_table: Mappin
         word = c.word if c.word == g.word else after_transient(c.word)
         verdict = replace(c, word=word, reason=f"{dec.reason}: {comp_text}{on_grid}; {c.reason}")
     elif dec.rate_is_companion is None and c.word != g.word:
+        # nothing separates the two readings, and they disagree: a verdict here would rest on which one we chose
         verdict = Verdict("inconclusive", f"the grid says {g.word}, {comp_text}, and {dec.reason}{on_grid}",
                           g.converges, g.asymptotic, None, margin, None, level)
     else:

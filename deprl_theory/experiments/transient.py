@@ -340,8 +340,10 @@ class TransientDecomposition:
     rate_is_companion : bool or None
         True: some N's excess is transient and none is persistent or
         unresolved, so the asymptotic rate is the companion's; False: some
-        N's excess persists, or none is shown, so the graph's own exponent is
-        the rate; None: some N's excess is shown but its decay unresolved.
+        N's excess persists, so the graph's own exponent is the rate; None:
+        neither is shown (an excess whose decay is unresolved, or none
+        shown at all). Then only a verdict the grid and the companion agree
+        on is decisive.
     reason : str
     level, margin, factor, tol : the settings of the rule
     pooled : dict or None
@@ -504,11 +506,11 @@ def decompose_transient(graph: Mapping[tuple[int, int], np.ndarray], companion: 
                                  f"{which('transient')}{rest}: a transient, so the asymptotic rate is exact "
                                  "averaging's")
     elif any(s == "indistinct" for s in states.values()):
-        verdict, reason = False, ("no excess over exact averaging is shown at any N (negligible, or its CI "
-                                  "reaches 1): the graph's own exponent stands")
+        verdict, reason = None, ("no excess over exact averaging is shown at any N (negligible, or its CI "
+                                 "reaches 1), so none is separated from the grid's exponent")
     else:
-        verdict, reason = False, (f"the graph is within a factor 1 + {tol:.3f} of exact averaging at every cell: "
-                                  "no transient to separate")
+        verdict, reason = None, (f"the graph is within a factor 1 + {tol:.3f} of exact averaging at every cell: "
+                                 "no transient to separate")
     return TransientDecomposition(per_n, float(leading_e_K), verdict, reason, float(level), float(margin),
                                   float(factor), tol, _pooled_excess(graph, companion, per_n, level))
 
