@@ -322,7 +322,7 @@ def _numbers(result):
 
 def test_the_cli_reports_a_rejected_cache_file_in_one_line_and_gives_the_clean_numbers(cli, tmp_path):
     args = ["--n", "4", "8", "16", "--rounds", "20", "40", "--seeds", "2", "-j", "1", "--no-figures", "--json",
-            "--no-progress", "--out", "out"]
+            "--no-progress", "--out", "out", "--no-until-decisive", "--companion", "never"]
     clean = json.loads(cli("speedup", *args).stdout)
     victim = sorted((tmp_path / "out" / "cache").rglob("*.json"))[0]
     _tamper(victim, TAMPERING["R times 1000"], fix_checksum=False)

@@ -240,7 +240,7 @@ def test_three_executors_give_identical_numbers(cli, tmp_path):
     """Serial, local processes and a Dask cluster on loopback: the same numbers, cell by cell."""
     distributed = pytest.importorskip("distributed")
     small = ["--n", "4", "8", "16", "--rounds", "50", "100", "--seeds", "2", "--no-progress",
-             "--no-figures", "--json"]
+             "--no-figures", "--json", "--no-until-decisive"]
     serial = cli("speedup", *small, "-j", "1", "--out", "serial")
     procs = cli("speedup", *small, "-j", "2", "--out", "procs")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
