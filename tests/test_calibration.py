@@ -39,11 +39,11 @@ def test_the_planted_ring_transient_is_not_called_sublinear(ring):
 
 @pytest.mark.slow
 def test_a_clearly_sublinear_rate_is_found_and_linear_is_not_claimed_at_the_margin(ring):
-    sub = calibrate_case(CalibrationCase(0.80, 0.0, "gaussian:ring"), ring, reps=150, looks=DEFAULT_LOOKS)
+    sub = calibrate_case(CalibrationCase(0.80, 0.0, "gaussian:ring"), ring, reps=80, looks=DEFAULT_LOOKS)
     assert sub.p.get("sublinear", 0.0) >= 0.95
-    edge = calibrate_case(CalibrationCase(0.90, 0.0, "gaussian:ring"), ring, reps=300, looks=DEFAULT_LOOKS)
+    edge = calibrate_case(CalibrationCase(0.90, 0.0, "gaussian:ring"), ring, reps=200, looks=DEFAULT_LOOKS)
     wrong = edge.p.get("linear", 0.0) + edge.p.get("linear after transient", 0.0)
-    assert wrong <= 0.06  # 0.025 by design; 300 data sets leave a Monte Carlo sd of 0.009
+    assert wrong <= 0.065  # 0.025 by design; 200 data sets leave a Monte Carlo sd of 0.011
 
 
 def test_a_damaged_scatter_file_is_named(tmp_path):

@@ -24,9 +24,9 @@ def test_the_boundaries_spend_exactly_alpha_on_a_simulated_brownian_motion(kind)
     assert np.all(np.diff(d.spent) > 0)
     t = np.asarray(looks) / looks[-1]
     rng = np.random.default_rng(0)
-    Z = np.cumsum(rng.standard_normal((200_000, len(t))) * np.sqrt(np.diff(np.r_[0.0, t])), axis=1) / np.sqrt(t)
+    Z = np.cumsum(rng.standard_normal((100_000, len(t))) * np.sqrt(np.diff(np.r_[0.0, t])), axis=1) / np.sqrt(t)
     crossed = (np.abs(Z) >= np.asarray(d.boundaries)).any(axis=1).mean()
-    assert crossed == pytest.approx(0.05, abs=0.003)  # Monte Carlo sd 0.0005
+    assert crossed == pytest.approx(0.05, abs=0.004)  # Monte Carlo sd 0.0007
 
 
 def test_one_look_is_the_fixed_design_and_naive_repeated_looks_spend_more():

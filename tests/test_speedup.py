@@ -179,7 +179,7 @@ def test_each_algorithm_gets_its_verdict_word(cli, algorithm, verdicts):
 @pytest.mark.slow
 def test_the_design_adds_seeds_at_its_planned_looks_only_and_reports_the_stopping_looks_level(cli):
     args = [*QUICK[:-4], "--looks", "2", "4", "6", "--margin", "0.01", "--no-figures", "--json",
-            "--out", "out", "--no-progress"]
+            "--out", "out", "--no-progress", "--companion", "never"]
     res = cli("speedup", *args)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
