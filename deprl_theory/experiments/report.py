@@ -156,6 +156,7 @@ def run_report(study: ReportStudy, options: SweepOptions = SweepOptions(), *, co
         return constants[n]
 
     speedup = {}
+    companions = {"computed": 0, "cached": 0}
     for name, s in study.speedup_studies().items():
         rho = s.mixing_rates()
         first = {c["N"]: c for c in reversed(s.cells())}
@@ -170,6 +171,8 @@ def run_report(study: ReportStudy, options: SweepOptions = SweepOptions(), *, co
                              label=f"companion of {name}", **options.kwargs())
             speedup[name] = analyse_speedup(s, _subset(records, s), rho=rho, predicted=predicted,
                                             companion_records=comp.records)
+            companions["computed"] += comp.n_computed
+            companions["cached"] += comp.n_cached
     c = study.consensus_study()
     consensus = analyse_consensus(c, _subset(records, c), consts(c.n).symbols(),
                                   constants_report=consts(c.n).as_dict())
@@ -181,5 +184,8 @@ def run_report(study: ReportStudy, options: SweepOptions = SweepOptions(), *, co
     bound = analyse_boundcheck(b, spec, symbolic_analysis(spec.bound), _subset(records, b),
                                {n: consts(n).symbols() for n in b.n}, constants_how=consts(b.n[0]).how)
     info = {**sweep.info(), "wall_seconds": time.monotonic() - start, "cells": len(cells),
-            "runs": sum(len(x) for x in seeds)}
+            "runs": sum(len(x) for x in seeds), "companion_runs": companions}
+    # the tally counts the exact-averaging companions too (run after the main sweep, where the rule asked)
+    info["computed"] = info.get("computed", 0) + companions["computed"]
+    info["cached"] = info.get("cached", 0) + companions["cached"]
     return ReportResult(study, speedup, consensus, law, bound, info)
