@@ -29,7 +29,7 @@ import numpy as np
 from ..inference import RateFit, Verdict, after_transient, fit_rate, speedup_verdict
 from .transient import COMPANION_FACTOR, TransientDecomposition, decompose_transient, transient_cells
 
-__all__ = ["INTERVALS", "COMPANION_RULES", "MetricFit", "RateDecision", "fit_metric", "companion_needed",
+__all__ = ["INTERVALS", "DEFAULT_INTERVAL", "COMPANION_RULES", "MetricFit", "RateDecision", "fit_metric", "companion_needed",
            "rate_decision", "decide"]
 
 #: when the exact-averaging companion runs
@@ -64,12 +64,13 @@ class MetricFit:
         return out
 
 
-#: how the interval of s is computed: Fieller's t interval, or Hall's skewness-corrected inversion
+#: how the interval of s is computed: Fieller's t interval, or Hall's skewness-corrected inversion (the default)
 INTERVALS = ("fieller", "hall")
+DEFAULT_INTERVAL = "hall"
 
 
 def _fit_cells(metric: str, table: Mapping, keys: Sequence[tuple[int, int]], *, margin: float,
-               level: float, interval: str = "fieller") -> MetricFit:
+               level: float, interval: str = DEFAULT_INTERVAL) -> MetricFit:
     complete = [key for key in keys if np.isfinite(table[key]).all()]
     dropped = tuple(key for key in keys if key not in complete)
     vals = np.array([table[key] for key in complete])
@@ -89,7 +90,7 @@ def _fit_cells(metric: str, table: Mapping, keys: Sequence[tuple[int, int]], *, 
 
 
 def fit_metric(metric: str, table: Mapping, fit_keys: Sequence[tuple[int, int]], keys: Sequence[tuple[int, int]],
-               *, margin: float, level: float, interval: str = "fieller") -> MetricFit:
+               *, margin: float, level: float, interval: str = DEFAULT_INTERVAL) -> MetricFit:
     """The fit over the trimmed cells ``fit_keys``, with the all-cells fit beside it when trimming removed any."""
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
@@ -161,7 +162,7 @@ class RateDecision:
 
 def rate_decision(grid: MetricFit, graph_table: Mapping, companion_table: Mapping | None, *, margin: float,
                   level: float, transient_tol: float, factor: float = COMPANION_FACTOR,
-                  interval: str = "fieller") -> RateDecision:
+                  interval: str = DEFAULT_INTERVAL) -> RateDecision:
     """Combine the grid's verdict with the exact-averaging companion (None: the grid's verdict is the rate)."""
     if companion_table is None:
         return RateDecision(grid.verdict, grid)
@@ -193,7 +194,7 @@ def rate_decision(grid: MetricFit, graph_table: Mapping, companion_table: Mappin
 
 def decide(metric: str, graph_table: Mapping, *, margin: float, level: float, transient_tol: float,
            companion_rule: str = "auto", mixes: bool = True, companion_table: Any = None,
-           interval: str = "fieller") -> RateDecision:
+           interval: str = DEFAULT_INTERVAL) -> RateDecision:
     """The whole decision at one look: trim, fit, read the verdict, consult the companion when the rule says so.
 
     ``companion_table`` is the companion's table or a callable returning it
