@@ -29,8 +29,8 @@ import numpy as np
 from ..inference import RateFit, Verdict, after_transient, fit_rate, speedup_verdict
 from .transient import COMPANION_FACTOR, TransientDecomposition, decompose_transient, transient_cells
 
-__all__ = ["INTERVALS", "DEFAULT_INTERVAL", "COMPANION_RULES", "MetricFit", "RateDecision", "fit_metric", "companion_needed",
-           "rate_decision", "decide"]
+__all__ = ["INTERVALS", "DEFAULT_INTERVAL", "COMPANION_RULES", "MetricFit", "RateDecision", "fit_metric",
+           "companion_needed", "rate_decision", "decide"]
 
 #: when the exact-averaging companion runs
 COMPANION_RULES = ("auto", "always", "never")
