@@ -484,3 +484,28 @@ def test_a_cache_only_read_simulates_nothing(tmp_path, log_dir):
         f.unlink()
     again = run_sweep(toy_task, CELLS, [0], compute=False, **kw)
     assert calls(log_dir) == [] and numbers(again) == numbers(first)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_the_readme_library_block_runs_as_a_plain_script(tmp_path, how):
+    """Saved as a file, or piped into ``python -``, with no ``__main__`` guard, from an empty directory."""
+    import re
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    block = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[0]
+    assert "run_speedup" in block  # the block whose sweep starts worker processes
+    script = tmp_path / "try.py"
+    script.write_text(block + "\nprint('verdict:', result.verdict)\n")
+    env = {**__import__("os").environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
+    if how == "file":
+        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)
+    else:
+        proc = subprocess.run([sys.executable, "-"], input=script.read_text(), cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "verdict:" in proc.stdout and "Traceback" not in proc.stderr

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from multiprocessing import get_context
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -128,6 +130,31 @@ def _terminate(pids) -> None:
             pass
 
 
+@contextmanager
+def _caller_script_not_rerun(task: Callable) -> Iterator[None]:
+    """While workers start, hide the caller's script from ``spawn`` when the task does not live in it.
+
+    A spawned worker re-runs the caller's ``__main__`` (by path, or by module
+    name under ``python -m``) before it unpickles anything. A task importable
+    from a module of its own does not need that, and a script without an
+    ``if __name__ == "__main__":`` guard (or one read from stdin) would start
+    the sweep again in every worker and fail. A task defined in the script
+    itself still needs it, and then nothing is hidden.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(task, "__module__", "__main__") == "__main__":
+        yield
+        return
+    saved = {key: main.__dict__[key] for key in ("__file__", "__spec__") if key in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
 def _execute_processes(batches: list[Batch], task: Callable, base_seed: int, jobs: int | None,
                        on_done: OnDone) -> None:
     workers = min(jobs or os.cpu_count() or 1, len(batches))
@@ -140,8 +167,9 @@ def _execute_processes(batches: list[Batch], task: Callable, base_seed: int, job
                                initargs=(os.getpid(), pids))
     futures = {}
     try:
-        for index, params, seeds in batches:
-            futures[pool.submit(run_batch, task, params, seeds, base_seed)] = index
+        with _caller_script_not_rerun(task):  # the workers start at the first submits
+            for index, params, seeds in batches:
+                futures[pool.submit(run_batch, task, params, seeds, base_seed)] = index
         for future in as_completed(futures):
             try:
                 outcome = future.result()
