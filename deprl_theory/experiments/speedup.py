@@ -204,9 +204,6 @@ class SpeedupStudy:
         out["companion_rule"] = self.companion
         return out
 
-    def with_seeds(self, seeds: int) -> "SpeedupStudy":
-        """The same study at one look of ``seeds`` seeds (seed j is the same run in both)."""
-        return replace(self, seeds=int(seeds), looks=())
 
 
 def companion_cell(params: Mapping[str, Any]) -> dict:

@@ -48,6 +48,7 @@ from ..bound import (
     transient_K0,
 )
 from ..constants import estimate_constants
+from ..inference.fit import t_quantile
 from .cells import cell_problem
 from .records import seed_mean
 
@@ -379,12 +380,6 @@ def negligible_tol(n: Sequence[int], margin: float) -> float:
     return float(math.exp(margin / 4 * math.log(max(n) / min(n))) - 1)
 
 
-def _t(level: float, df: int) -> float:
-    from ..inference.fit import t_quantile
-
-    return t_quantile(float(level), int(df))
-
-
 def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Least-squares slope and intercept of y on x; y may carry leading axes (slopes per row)."""
     xc = x - x.mean()
@@ -397,7 +392,7 @@ def excess_law(n: int, rounds: Sequence[int], graph: np.ndarray, companion: np.n
     """The excess of one N (``graph`` and ``companion`` are (len(rounds), S), seed j the same instance in both)."""
     g, c = np.asarray(graph, float), np.asarray(companion, float)
     S = g.shape[1]
-    t = _t(level, S - 1)
+    t = t_quantile(float(level), S - 1)
     log_ratio = np.log(g / c)
     lr, lr_se = log_ratio.mean(axis=1), log_ratio.std(axis=1, ddof=1) / math.sqrt(S)
     ratio = np.exp(lr)
@@ -536,7 +531,7 @@ def _pooled_excess(graph: Mapping, companion: Mapping, per_n: Mapping[int, Exces
     if np.all(loo > 0):
         jack = P @ np.log(loo)  # (3, S)
         se = np.sqrt((S - 1) / S * ((jack - jack.mean(axis=1, keepdims=True)) ** 2).sum(axis=1))
-        t = _t(level, S - 1)
+        t = t_quantile(float(level), S - 1)
         out["x_ci"] = [float(coef[1] - t * se[1]), float(coef[1] + t * se[1])]
         out["q_ci"] = [float(coef[2] - t * se[2]), float(coef[2] + t * se[2])]
     return out

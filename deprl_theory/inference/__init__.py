@@ -16,12 +16,12 @@ from .design import (
 )
 from .fit import CI_METHOD, CI_METHOD_SKEW, SKEW_MAX_LEVEL, ConfidenceInterval, RateFit, SlopeFit, fit_rate, fit_slope
 from .sequential import FIXED_LEVEL, SequentialOutcome, run_sequential
-from .verdict import DECISIVE, DEFAULT_MARGIN, VERDICTS, Verdict, after_transient, speedup_verdict
+from .verdict import DEFAULT_MARGIN, VERDICTS, Verdict, after_transient, speedup_verdict
 
 __all__ = [
     "DEFAULT_DESIGN", "DEFAULT_LOOKS", "DESIGNS", "GroupSequentialDesign", "crossing_probability", "geometric_looks",
     "group_sequential_design", "CI_METHOD", "CI_METHOD_SKEW", "SKEW_MAX_LEVEL", "ConfidenceInterval", "RateFit",
     "SlopeFit", "fit_rate", "fit_slope",
-    "FIXED_LEVEL", "SequentialOutcome", "run_sequential", "DECISIVE", "DEFAULT_MARGIN", "VERDICTS", "Verdict",
+    "FIXED_LEVEL", "SequentialOutcome", "run_sequential", "DEFAULT_MARGIN", "VERDICTS", "Verdict",
     "after_transient", "speedup_verdict",
 ]

@@ -87,13 +87,6 @@ class GroupSequentialDesign:
         """The repeated CI's level at look ``look`` (0-based)."""
         return self.levels[look]
 
-    def look_of(self, seeds: int) -> int:
-        """Index of the look made at ``seeds`` seeds (ValueError when no look is planned there)."""
-        try:
-            return self.looks.index(int(seeds))
-        except ValueError:
-            raise ValueError(f"no look is planned at {seeds} seeds; the looks are {list(self.looks)}") from None
-
     @property
     def description(self) -> str:
         name = {"obrien-fleming": "O'Brien-Fleming", "pocock": "Pocock"}[self.kind]

@@ -25,12 +25,10 @@ from dataclasses import dataclass
 
 from .fit import RateFit
 
-__all__ = ["Verdict", "speedup_verdict", "VERDICTS", "DEFAULT_MARGIN", "DECISIVE", "after_transient"]
+__all__ = ["Verdict", "speedup_verdict", "VERDICTS", "DEFAULT_MARGIN", "after_transient"]
 
 #: the verdicts, from "no speedup" to "faster than the bound predicts"
 VERDICTS = ("none", "sublinear", "linear", "superlinear", "inconclusive")
-#: the verdicts that decide (a sequential design stops at the first look that gives one)
-DECISIVE = ("none", "sublinear", "linear", "superlinear")
 #: the margin m of the verdict
 DEFAULT_MARGIN = 0.1
 
@@ -73,10 +71,6 @@ class Verdict:
     margin: float = DEFAULT_MARGIN
     equivalent: bool | None = None
     level: float | None = None
-
-    @property
-    def decisive(self) -> bool:
-        return self.word != "inconclusive"
 
     def as_dict(self) -> dict:
         return {"verdict": self.word, "reason": self.reason, "converges": self.converges,
