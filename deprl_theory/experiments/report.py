@@ -21,7 +21,7 @@ from .boundcheck import BoundCheckStudy, analyse_boundcheck, default_spec, symbo
 from .cells import TASK_VERSION, cell_cost, cell_params, cell_problem, check_cells, simulate_cell, validate_result
 from .consensus import ConsensusStudy, analyse_consensus
 from .decision import companion_needed
-from .speedup import QUICK_ROUNDS, SpeedupStudy, analyse_speedup
+from .speedup import QUICK_ROUNDS, SpeedupStudy, analyse_speedup, graph_mixes, with_companion
 from .transient import predict_transient
 from .transient_law import TransientLawStudy, analyse_transient_law
 
@@ -162,15 +162,13 @@ def run_report(study: ReportStudy, options: SweepOptions = SweepOptions(), *, co
         first = {c["N"]: c for c in reversed(s.cells())}
         predicted = {n: predict_transient(first[n], rho[n], base_seed=s.base_seed) for n in s.n}
         speedup[name] = analyse_speedup(s, _subset(records, s), rho=rho, predicted=predicted)
-        mixes = s.algorithm in ("deprl", "dpsgd") and max(rho.values()) > 1e-12
-        if companion_needed(s.companion, mixes, speedup[name].headline.verdict):
+        if companion_needed(s.companion, graph_mixes(s, rho), speedup[name].headline.verdict):
             # the exact-averaging companion, as speedup runs it: same instances and seeds, only where it can
             # change the verdict (cached like every other run; --replot reads it back)
             comp = run_sweep(simulate_cell, s.companion_cells(), list(range(s.seeds)), base_seed=study.base_seed,
                              task_version=TASK_VERSION, cost=cell_cost, validate=validate_result, compute=compute,
                              label=f"companion of {name}", **options.kwargs())
-            speedup[name] = analyse_speedup(s, _subset(records, s), rho=rho, predicted=predicted,
-                                            companion_records=comp.records)
+            speedup[name] = with_companion(speedup[name], comp.records)
             companions["computed"] += comp.n_computed
             companions["cached"] += comp.n_cached
     c = study.consensus_study()

@@ -41,7 +41,8 @@ from .records import diverged_runs, metric_table, run_rows, seed_mean, step_tabl
 from .transient import PredictedTransient, predict_transient, transient_cells
 
 __all__ = ["FIT_METRICS", "DEFAULT_ROUNDS", "QUICK_ROUNDS", "SpeedupStudy", "MetricFit", "KEps", "SpeedupResult",
-           "run_speedup", "analyse_speedup", "rounds_to_accuracy", "regime_starts", "companion_cell"]
+           "run_speedup", "analyse_speedup", "rounds_to_accuracy", "regime_starts", "companion_cell", "graph_mixes",
+           "with_companion"]
 
 #: the metrics fitted (C, the consensus error, is stored but not fitted: it is 0 on a complete graph)
 FIT_METRICS = ("R", "H", "G")
@@ -554,11 +555,8 @@ def analyse_speedup(study: SpeedupStudy, records: Sequence[Mapping[str, Any]], *
         fit_keys = keys
     fits = {m: fit_metric(m, tables[m], fit_keys, keys, margin=study.margin, level=level, interval=study.interval)
             for m in FIT_METRICS}
-    companion_table = None
-    if companion_records:
-        companion_table = metric_table(companion_records, study.metric)
-    decision = rate_decision(fits[study.metric], tables[study.metric], companion_table, margin=study.margin,
-                             level=level, transient_tol=study.transient_tol, interval=study.interval)
+    decision = rate_decision(fits[study.metric], tables[study.metric], None, margin=study.margin, level=level,
+                             transient_tol=study.transient_tol, interval=study.interval)
     transient = {}
     for n in sorted(rho):
         k0 = predicted[n].K0 if n in predicted else None
@@ -567,14 +565,28 @@ def analyse_speedup(study: SpeedupStudy, records: Sequence[Mapping[str, Any]], *
                         "measured_transient_K": [e["K"] for e in excluded if e["N"] == n],
                         "rho": rho[n], "spectral_gap": 1.0 - rho[n]}
     steps = step_table(records)
-    return SpeedupResult(
+    result = SpeedupResult(
         study=study, fits=fits, tables=tables, k_eps={m: rounds_to_accuracy(tables[m]) for m in FIT_METRICS},
         transient=transient, excluded=excluded, fit_cells=fit_keys, note=note, diverged=diverged_runs(records),
         step_sizes=[{"N": s[0], "K": s[1], "alpha": s[2], "beta": s[3]} for s in steps],
         step_rule=steps[0][4] if steps else None, sweep=dict(sweep or {}), records=list(records),
         diagnostics=_diagnostics(records), ground_truth=_ground_truth(records, fit_keys), regime=regime,
-        decision=decision, companion_records=list(companion_records or []), level=level,
+        decision=decision, level=level,
     )
+    return with_companion(result, companion_records) if companion_records else result
+
+
+def graph_mixes(study: SpeedupStudy, rho: Mapping[int, float]) -> bool:
+    """Whether exact averaging can differ from the study's runs: an algorithm that gossips, and rho > 0 at some N."""
+    return study.algorithm in ("deprl", "dpsgd") and max(rho.values()) > 1e-12
+
+
+def with_companion(result: SpeedupResult, companion_records: Sequence[Mapping[str, Any]]) -> SpeedupResult:
+    """The result with its headline read against the exact-averaging companion (the grid's fits are kept)."""
+    s = result.study
+    decision = rate_decision(result.headline, result.tables[s.metric], metric_table(companion_records, s.metric),
+                             margin=s.margin, level=result.level, transient_tol=s.transient_tol, interval=s.interval)
+    return replace(result, decision=decision, companion_records=list(companion_records))
 
 
 def _sweep(study: SpeedupStudy, options: SweepOptions, cells: list[dict], label: str = "runs"
@@ -594,16 +606,14 @@ def _sweep_once(study: SpeedupStudy, options: SweepOptions, rho, predicted, *,
     """Sweep the graph at ``study.seeds`` seeds, analyse at ``level``; add the companion when the rule asks."""
     sweep, info = _sweep(study, options, study.cells())
     result = analyse_speedup(study, sweep.records, rho=rho, predicted=predicted, sweep=info, level=level)
-    mixes = study.algorithm in ("deprl", "dpsgd") and max(rho.values()) > 1e-12
-    if companion_needed(study.companion, mixes, result.headline.verdict) and sweep.records:
+    if companion_needed(study.companion, graph_mixes(study, rho), result.headline.verdict) and sweep.records:
         comp, comp_info = _sweep(study, options, study.companion_cells(), "exact averaging")
         info = {**info, "companion": {k: comp_info[k] for k in ("computed", "cached", "sweep_seconds")
                                       if k in comp_info}}
         for key in ("computed", "cached"):
             if key in comp_info and key in info:
                 info[key] = info[key] + comp_info[key]
-        result = analyse_speedup(study, sweep.records, rho=rho, predicted=predicted, sweep=info, level=level,
-                                 companion_records=comp.records)
+        result = replace(with_companion(result, comp.records), sweep=info)
     return result, sweep
 
 
