@@ -241,14 +241,6 @@ def _design_of(procedure: str, looks: Sequence[int], kind: str) -> GroupSequenti
     raise ValueError(f"unknown procedure {procedure!r}; use one of {', '.join(PROCEDURES)}")
 
 
-def _rate_ci(decision: RateDecision):
-    """The CI of s that the verdict reports: the companion's when the rate is the companion's, else the grid's."""
-    d = decision.decomposition
-    fit = decision.companion.fit if (d is not None and d.rate_is_companion and decision.companion is not None) \
-        else decision.grid.fit
-    return None if fit is None else fit.speedup_ci
-
-
 def _planted_look(keys: Sequence[tuple[int, int]], graph: np.ndarray, comp: np.ndarray, S: int, level: float, *,
                   margin: float, transient_tol: float, companion: str, interval: str) -> RateDecision:
     """The decision at one look of a planted data set: its first ``S`` seeds, at ``level``."""
@@ -283,8 +275,8 @@ def calibrate_case(case: CalibrationCase, scatter: Scatter, *, reps: int, looks:
                                          transient_tol=transient_tol, companion=companion, interval=interval),
                              lambda d: d.word)
         counts[out.result.word] = counts.get(out.result.word, 0) + 1
-        ci = _rate_ci(out.result)
-        covered += int(ci is not None and ci.contains(case.s))
+        fit = out.result.reported_fit.fit
+        covered += int(fit is not None and fit.speedup_ci.contains(case.s))
         seeds_used += out.seeds
     p = {w: c / reps for w, c in sorted(counts.items())}
     return CaseResult(case, reps, p, covered / reps, seeds_used / reps, time.perf_counter() - start)

@@ -154,6 +154,14 @@ class RateDecision:
     def word(self) -> str:
         return self.verdict.word
 
+    @property
+    def reported_fit(self) -> MetricFit:
+        """The fit whose CI of s the verdict reports: exact averaging's when the rate is its, else the grid's."""
+        d = self.decomposition
+        if d is not None and d.rate_is_companion and self.companion is not None:
+            return self.companion
+        return self.grid
+
     def as_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict.as_dict(), "grid": self.grid.as_dict(),
                 "companion": None if self.companion is None else self.companion.as_dict(),
