@@ -486,26 +486,48 @@ def test_a_cache_only_read_simulates_nothing(tmp_path, log_dir):
     assert calls(log_dir) == [] and numbers(again) == numbers(first)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("how", ["file", "stdin"])
-def test_the_readme_library_block_runs_as_a_plain_script(tmp_path, how):
-    """Saved as a file, or piped into ``python -``, with no ``__main__`` guard, from an empty directory."""
+def _readme_blocks() -> list[str]:
     import re
+
+    from conftest import ROOT
+
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def _python(args, tmp_path, **kw):
+    import os
     import subprocess
     import sys
 
     from conftest import ROOT
 
-    block = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[0]
-    assert "run_speedup" in block  # the block whose sweep starts worker processes
-    script = tmp_path / "try.py"
-    script.write_text(block + "\nprint('verdict:', result.verdict)\n")
-    env = {**__import__("os").environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
-    if how == "file":
-        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=600)
-    else:
-        proc = subprocess.run([sys.executable, "-"], input=script.read_text(), cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600, **kw)
+
+
+@pytest.mark.slow
+def test_every_readme_python_block_runs_as_a_file_in_order(tmp_path):
+    """Each block saved as a file and run in a fresh process, in the README's order, from one empty folder.
+
+    No ``__main__`` guard is added: the first block's sweep starts worker
+    processes; the later blocks load its results back from disk.
+    """
+    blocks = _readme_blocks()
+    assert len(blocks) >= 3 and "run_speedup" in blocks[0] and "load_speedup" in blocks[1]
+    for i, block in enumerate(blocks):
+        script = tmp_path / f"block{i}.py"
+        script.write_text(block + "\nprint('block ok')\n")
+        proc = _python([str(script)], tmp_path)
+        assert proc.returncode == 0, f"README python block {i}:\n{proc.stderr[-2000:]}"
+        assert "block ok" in proc.stdout and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["stdin", "-c"])
+def test_the_readme_library_block_runs_from_stdin_and_dash_c(tmp_path, how):
+    """Piped into ``python -`` or given to ``python -c``, with no guard, from an empty directory."""
+    text = _readme_blocks()[0] + "\nprint('verdict:', result.verdict)\n"
+    proc = (_python(["-"], tmp_path, input=text) if how == "stdin" else _python(["-c", text], tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "verdict:" in proc.stdout and "Traceback" not in proc.stderr

@@ -46,6 +46,7 @@ from verification._cli import (
     nonneg_float,
     one_of,
     opened_sweep,
+    output_dir,
     positive_float,
     positive_int,
     run_main,
@@ -107,6 +108,10 @@ def build_parser() -> ArgumentParser:
                    help="also drop cells with K < factor x the template's predicted K0 (default 0: report only; "
                         "the template's constants are worst-case)")
     add_sweep_options(p, DEFAULT_OUT)
+    p.add_argument("--replot", action="store_true",
+                   help="re-analyse and redraw the study finished in --out from its cache, simulating nothing; "
+                        "the grid and the analysis come from the folder (speedup.study.json), not from the "
+                        "other options")
     return p
 
 
@@ -171,15 +176,34 @@ def write_outputs(result: SpeedupResult, out: Path, figures: Path | None, argv: 
     return summary
 
 
+def replot(args) -> tuple[SpeedupResult, Path, Path | None]:
+    """--replot: the study finished in --out, from its cache (UsageError when it is not there)."""
+    from deprl_theory.experiments import load_speedup
+    from deprl_theory.sweep import CacheMiss
+
+    out = Path(args.out or DEFAULT_OUT)
+    figures = None
+    if not args.no_figures:  # where a run would draw them (see sweep_options)
+        figures = output_dir(args.figures or (out / "figures" if args.out else Path("figures")), "--figures")
+    try:
+        result = load_speedup(out, progress=not args.no_progress)
+    except (FileNotFoundError, CacheMiss, ValueError) as exc:
+        raise UsageError(f"--replot: {exc}") from None
+    return result, out, figures
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     args = build_parser().parse_args(argv)
-    study = study_from(args)
-    with opened_sweep(args, DEFAULT_OUT, study.cells(), study.max_seeds) as (options, out, figures):
-        result, sweep = run_speedup(study, options, auto_rounds=study.regime == "theory",
-                                    max_rounds=args.max_rounds, budget=args.budget)
-    for f in sweep.failures:
-        sys.stderr.write(f"{PROG}: cell {f['params']['N']}x{f['params']['K']} failed: {f['error']}\n")
+    if args.replot:
+        result, out, figures = replot(args)
+    else:
+        study = study_from(args)
+        with opened_sweep(args, DEFAULT_OUT, study.cells(), study.max_seeds) as (options, out, figures):
+            result, sweep = run_speedup(study, options, auto_rounds=study.regime == "theory",
+                                        max_rounds=args.max_rounds, budget=args.budget)
+        for f in sweep.failures:
+            sys.stderr.write(f"{PROG}: cell {f['params']['N']}x{f['params']['K']} failed: {f['error']}\n")
     summary = write_outputs(result, out, figures, argv, t0)
     print(dump_json(summary, indent=2) if args.json else render(summary))
     return 0

@@ -12,10 +12,12 @@
 * :mod:`.boundcheck` the symbolic bound against measurement: holds / violated / out of scope, and its shape
 * :mod:`.laws`       power-law fits with intervals, and the shape verdict of a bound
 * :mod:`.regime`     what delays the asymptotic regime: step constant, plateau, floor, scales
+* :mod:`.storage`    results back from disk: :func:`load` re-analyses a finished study from its cache
 
 Each experiment is a frozen *study* (what to run), a ``run_*`` function that
 runs the cached sweep, an ``analyse_*`` function that only reads records, and
-a frozen *result* with ``as_dict()``.
+a frozen *result* with ``as_dict()``. A study run with an output folder is
+recorded there, and ``load(out)`` gives its result again, simulating nothing.
 """
 from .cells import (
                     CELL_DEFAULTS,
@@ -35,8 +37,9 @@ from .cells import (
                     simulate_cell,
                     validate_result,
 )
+from .storage import STUDY_KINDS, load, load_speedup
 
 __all__ = ["CELL_DEFAULTS", "OPTIONAL_KEYS", "PROBLEM_KEYS", "TASK_VERSION", "build_mixing", "cell_cost",
            "cell_params", "cell_problem", "cell_rho", "cell_steps", "cells_memory", "check_cells", "checked_rho",
            "run_cell",
-           "simulate_cell", "validate_result"]
+           "simulate_cell", "validate_result", "STUDY_KINDS", "load", "load_speedup"]

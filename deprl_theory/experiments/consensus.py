@@ -84,6 +84,7 @@ from .cells import (
 )
 from .laws import ShapeVerdict, shape_verdict
 from .records import InsufficientData, metric_table, seed_mean
+from .storage import write_study
 from .transient import measured_transient, template_K0, template_transient
 
 __all__ = ["DEFAULT_GAPS", "NAMED_TOPOLOGIES", "DEFAULT_ROUNDS", "PREDICTED_SLOPE", "PREDICTORS", "LINEARIZED_FLOOR",
@@ -715,4 +716,5 @@ def run_consensus(study: ConsensusStudy, options: SweepOptions = SweepOptions())
     consts = estimate_constants(cell_problem(cells[0], study.seed_list, study.base_seed), seed=study.base_seed)
     result = analyse_consensus(study, sweep.records, consts.symbols(), constants_report=consts.as_dict(),
                                sweep=sweep.info())
+    write_study(options, study)
     return result, sweep

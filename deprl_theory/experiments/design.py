@@ -23,6 +23,7 @@ from ..problems import HEAD_DESIGNS
 from ..sweep import SweepOptions, run_sweep
 from .cells import TASK_VERSION, cell_cost, cell_params, check_cells, simulate_cell, validate_result
 from .records import metric_table
+from .storage import write_study
 
 __all__ = ["DesignStudy", "DesignResult", "run_design", "analyse_design"]
 
@@ -90,4 +91,6 @@ def analyse_design(study: DesignStudy, records: Sequence[Mapping[str, Any]],
 def run_design(study: DesignStudy, options: SweepOptions = SweepOptions()) -> tuple[DesignResult, Any]:
     sweep = run_sweep(simulate_cell, study.cells(), list(range(study.instances)), base_seed=study.base_seed,
                       task_version=TASK_VERSION, cost=cell_cost, validate=validate_result, **options.kwargs())
-    return analyse_design(study, sweep.records, sweep.info()), sweep
+    result = analyse_design(study, sweep.records, sweep.info())
+    write_study(options, study)
+    return result, sweep

@@ -28,6 +28,7 @@ from scipy import stats
 from ..sweep import SweepOptions, run_sweep
 from .cells import TASK_VERSION, cell_cost, cell_params, check_cells, simulate_cell, validate_result
 from .records import seed_mean
+from .storage import write_study
 
 __all__ = ["RegimeStudy", "RegimeResult", "run_regime", "analyse_regime", "tail_average"]
 
@@ -197,4 +198,6 @@ def run_regime(study: RegimeStudy, options: SweepOptions = SweepOptions()) -> tu
     """Run (or read from the cache) every cell of ``study`` and analyse it."""
     sweep = run_sweep(simulate_cell, study.cells(), list(range(study.seeds)), base_seed=study.base_seed,
                       task_version=TASK_VERSION, cost=cell_cost, validate=validate_result, **options.kwargs())
-    return analyse_regime(study, sweep.records, sweep.info()), sweep
+    result = analyse_regime(study, sweep.records, sweep.info())
+    write_study(options, study)
+    return result, sweep

@@ -12,7 +12,7 @@ paper's figures and tables are rebuilt from stored runs in seconds.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from ..constants import estimate_constants
@@ -22,6 +22,7 @@ from .cells import TASK_VERSION, cell_cost, cell_params, cell_problem, check_cel
 from .consensus import ConsensusStudy, analyse_consensus
 from .decision import companion_needed
 from .speedup import QUICK_ROUNDS, SpeedupStudy, analyse_speedup, graph_mixes, with_companion
+from .storage import write_study
 from .transient import predict_transient
 from .transient_law import TransientLawStudy, analyse_transient_law
 
@@ -143,9 +144,10 @@ def _subset(records: list, study) -> list:
 def run_report(study: ReportStudy, options: SweepOptions = SweepOptions(), *, compute: bool = True) -> ReportResult:
     """Run (or, with ``compute=False``, only read from the cache) every cell of the study, and analyse each part."""
     start = time.monotonic()
+    options = replace(options, compute=compute and options.compute)
     cells, seeds = study.grid()
     sweep = run_sweep(simulate_cell, cells, seeds, base_seed=study.base_seed, task_version=TASK_VERSION,
-                      cost=cell_cost, validate=validate_result, compute=compute, label="study", **options.kwargs())
+                      cost=cell_cost, validate=validate_result, label="study", **options.kwargs())
     records = sweep.records
     constants: dict[int, Any] = {}
 
@@ -166,7 +168,7 @@ def run_report(study: ReportStudy, options: SweepOptions = SweepOptions(), *, co
             # the exact-averaging companion, as speedup runs it: same instances and seeds, only where it can
             # change the verdict (cached like every other run; --replot reads it back)
             comp = run_sweep(simulate_cell, s.companion_cells(), list(range(s.seeds)), base_seed=study.base_seed,
-                             task_version=TASK_VERSION, cost=cell_cost, validate=validate_result, compute=compute,
+                             task_version=TASK_VERSION, cost=cell_cost, validate=validate_result,
                              label=f"companion of {name}", **options.kwargs())
             speedup[name] = with_companion(speedup[name], comp.records)
             companions["computed"] += comp.n_computed
@@ -186,4 +188,5 @@ def run_report(study: ReportStudy, options: SweepOptions = SweepOptions(), *, co
     # the tally counts the exact-averaging companions too (run after the main sweep, where the rule asked)
     info["computed"] = info.get("computed", 0) + companions["computed"]
     info["cached"] = info.get("cached", 0) + companions["cached"]
+    write_study(options, study)
     return ReportResult(study, speedup, consensus, law, bound, info)

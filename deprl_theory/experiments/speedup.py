@@ -38,6 +38,7 @@ from ..sweep import SweepOptions, run_sweep
 from .cells import TASK_VERSION, cell_cost, cell_params, check_cells, checked_rho, simulate_cell, validate_result
 from .decision import COMPANION_RULES, INTERVALS, MetricFit, RateDecision, companion_needed, fit_metric, rate_decision
 from .records import diverged_runs, metric_table, run_rows, seed_mean, step_table
+from .storage import write_study
 from .transient import PredictedTransient, predict_transient, transient_cells
 
 __all__ = ["FIT_METRICS", "DEFAULT_ROUNDS", "QUICK_ROUNDS", "SpeedupStudy", "MetricFit", "KEps", "SpeedupResult",
@@ -402,7 +403,21 @@ class SpeedupResult:
             "regime": {str(n): v for n, v in self.regime.items()},
             "sequential": self.sequential,
             "companion": self._companion_dict(),
+            "cells": self._cells(),
         }
+
+    def _cells(self) -> list[dict[str, Any]]:
+        """Per cell and metric: the mean over seeds of the time average, its sd, the seeds, whether it was fitted."""
+        fitted = set(self.fit_cells)
+        out = []
+        for m in FIT_METRICS:
+            for (n, k), values in sorted(self.tables.get(m, {}).items()):
+                v = np.asarray(values, dtype=float)
+                ok = v[np.isfinite(v)]
+                out.append({"N": n, "K": k, "metric": m, "mean": float(ok.mean()) if ok.size else None,
+                            "sd": float(ok.std(ddof=1)) if ok.size > 1 else None, "seeds": int(ok.size),
+                            "diverged_seeds": int(v.size - ok.size), "in_fit": (n, k) in fitted})
+        return out
 
     def _companion_dict(self) -> dict[str, Any] | None:
         d = self.decision
@@ -697,7 +712,8 @@ def _flag_pre_asymptotic(result: SpeedupResult) -> SpeedupResult:
 
 
 def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, auto_rounds: bool = False,
-                max_rounds: int = 256_000, budget: float = 600.0) -> tuple[SpeedupResult, Any]:
+                max_rounds: int = 256_000, budget: float = 600.0,
+                stopping: Mapping[str, Any] | None = None) -> tuple[SpeedupResult, Any]:
     """Run the sweep of ``study`` (cached) and analyse it; return the result and the raw SweepResult.
 
     Failed cells are reported in ``result.sweep["failures"]`` and the analysis
@@ -706,7 +722,14 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
     look's level and stops at the first decisive rate verdict
     (``result.sequential`` says where and why); the cache keeps the runs of
     earlier looks. With ``auto_rounds``, the K grid is extended first, at the
-    first look's seeds.
+    first look's seeds. ``stopping`` is what such a search reached, for a
+    study whose grid already holds it (:func:`~deprl_theory.experiments.load`
+    passes it): the fit is flagged as the search flagged it, without searching.
+
+    With ``options.out``, the study is recorded in ``out/speedup.study.json``
+    when it finishes, so that :func:`~deprl_theory.experiments.load_speedup`
+    can re-analyse it from the cache; with ``options.compute`` False nothing
+    is simulated (a missing run raises :class:`~deprl_theory.sweep.CacheMiss`).
     """
     rho = study.mixing_rates()
     first = {c["N"]: c for c in reversed(study.cells())}
@@ -715,7 +738,7 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
     design = study.sequential_design()
     if design is not None:
         study = replace(study, seeds=design.looks[0])
-    auto_stop: dict[str, Any] = {}
+    auto_stop: dict[str, Any] = dict(stopping or {})
     computed = [0]  # runs computed by every sweep of this call, for an honest tally
     if design is None or auto_rounds:
         result, sweep = _sweep_once(study, options, rho, predicted)
@@ -730,9 +753,11 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
             result, sweep = _sweep_once(study, options, rho, predicted)
             computed[0] += int(result.sweep.get("computed", 0))
         auto_stop = {"rounds": {str(n): list(study.rounds_of(n)) for n in study.n}, "why": why}
-        result = _flag_pre_asymptotic(replace(result, stopping=auto_stop))
     if design is None:
+        if auto_stop:
+            result = _flag_pre_asymptotic(replace(result, stopping=auto_stop))
         total = int(result.sweep.get("computed", 0)) + int(result.sweep.get("cached", 0))
+        write_study(options, study, {"stopping": auto_stop} if auto_stop else None)
         return replace(result, sweep={**result.sweep, "computed": computed[0], "cached": total - computed[0]}), sweep
     sweeps = {}
 
@@ -743,7 +768,7 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
         computed[0] += int(res.sweep.get("computed", 0))
         total = int(res.sweep.get("computed", 0)) + int(res.sweep.get("cached", 0))
         res = replace(res, sweep={**res.sweep, "computed": computed[0], "cached": total - computed[0]})
-        if auto_rounds:  # each look's analysis keeps what --rounds auto found and says
+        if auto_stop:  # each look's analysis keeps what --rounds auto found and says
             res = _flag_pre_asymptotic(replace(res, stopping=auto_stop))
         return res
 
@@ -753,4 +778,5 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
         return None
 
     outcome = run_sequential(design, analyse, lambda res: res.verdict, futile=futile)
+    write_study(options, study, {"stopping": auto_stop} if auto_stop else None)
     return replace(outcome.result, sequential=outcome.as_dict()), sweeps[outcome.seeds]

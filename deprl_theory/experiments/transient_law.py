@@ -64,6 +64,7 @@ from .cells import (
 )
 from .laws import PowerLawFit, fit_power_law
 from .records import metric_table
+from .storage import write_study
 from .transient import Crossing, gap_exponent, model_K0, noise_transient, template_transient, transient_crossing
 
 __all__ = ["LAW_N", "LAW_GAPS", "LAW_ROUNDS", "HELD_OUT", "NAMED_CHECKS", "TABLE_TOPOLOGIES", "TABLE_N",
@@ -384,4 +385,6 @@ def run_transient_law(study: TransientLawStudy,
                       cost=cell_cost, validate=validate_result, **options.kwargs())
     constants = {n: estimate_constants(cell_problem(cell_params(N=n, **study.cell), study.seed_list, study.base_seed),
                                        seed=study.base_seed).symbols() for n in study.n}
-    return analyse_transient_law(study, sweep.records, constants, sweep=sweep.info()), sweep
+    result = analyse_transient_law(study, sweep.records, constants, sweep=sweep.info())
+    write_study(options, study)
+    return result, sweep

@@ -68,6 +68,19 @@ class CacheMiss(LookupError):
     """A sweep asked to read the cache only found runs missing."""
 
 
+def _cell_words(params: Mapping[str, Any]) -> str:
+    """A cell named by its worker count and rounds where it has them (else its parameters)."""
+    if "N" in params and "K" in params:
+        return f"N = {params['N']}, K = {params['K']}"
+    return ", ".join(f"{k} = {v}" for k, v in sorted(params.items()))
+
+
+def _seed_words(seeds: Sequence[int]) -> str:
+    seeds = sorted(seeds)
+    return f"{seeds[0]}..{seeds[-1]}" if len(seeds) > 2 and seeds[-1] - seeds[0] == len(seeds) - 1 else \
+        ", ".join(map(str, seeds))
+
+
 @dataclass(frozen=True)
 class SweepOptions:
     """How to run a sweep, independent of what it computes (the CLIs' shared options).
@@ -85,6 +98,9 @@ class SweepOptions:
         False recomputes every run and overwrites its cache entry.
     progress : bool
         Progress bar on stderr.
+    compute : bool
+        False reads the cache only and raises :class:`CacheMiss` naming what
+        is missing instead of simulating it (re-analysing a finished sweep).
     """
 
     out: Path | None = None
@@ -93,11 +109,12 @@ class SweepOptions:
     scheduler: Any = None
     use_cache: bool = True
     progress: bool = True
+    compute: bool = True
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`run_sweep`."""
         return {"out": self.out, "executor": self.executor, "jobs": self.jobs, "scheduler": self.scheduler,
-                "use_cache": self.use_cache, "progress": self.progress}
+                "use_cache": self.use_cache, "progress": self.progress, "compute": self.compute}
 
 
 @dataclass
@@ -418,8 +435,11 @@ def run_sweep(
         warn(f"sweep: recomputing {path}: {why}")
     if not compute and run.batches:
         missing = sum(len(b[2]) for b in run.batches)
-        raise CacheMiss(f"{missing} run(s) of {len(run.batches)} cell(s) are not in the cache "
-                        f"{directory}; nothing is simulated without compute=True")
+        first = run.batches[0]
+        where = "no cache (out=None)" if directory is None else f"the cache {directory}"
+        raise CacheMiss(f"{missing} run(s) of {len(run.batches)} cell(s) are not in {where} (first: "
+                        f"{_cell_words(first[1])}, seed {_seed_words(first[2])}); nothing was simulated "
+                        "(reading only)")
     if cost is not None:  # sorted() is stable: equal costs keep the grid order
         run.batches.sort(key=lambda b: -float(cost(dict(b[1]))))
         run.batch_cost = lambda params: float(cost(dict(params)))
