@@ -900,6 +900,10 @@ def evaluate_expr(
     expr : str or sympy.Expr
     constants : mapping of str to float or array, optional
         Values of the symbols.
+        The :class:`~deprl_theory.constants.Constants` that
+        :func:`~deprl_theory.constants.estimate_constants` returns is accepted
+        as it is (its :meth:`~deprl_theory.constants.Constants.symbols`: the
+        max over seeds, under the bound's names).
     **grid : float or array
         More values, typically ``N=np.array([...])[:, None], K=np.array([...])``.
 
@@ -919,6 +923,8 @@ def evaluate_expr(
 
 
 def _merge_values(constants: Mapping[str, object] | None, grid: Mapping[str, object]) -> dict:
+    if hasattr(constants, "symbols") and callable(constants.symbols):
+        constants = constants.symbols()  # estimate_constants' Constants: the bound's own names
     constants = dict(constants or {})
     both = sorted(set(constants) & set(grid))
     if both:
@@ -933,9 +939,13 @@ def _lambdify_eval(exprs: Mapping[str, sympy.Expr], values: Mapping[str, np.ndar
     needed = sorted({s.name for e in exprs.values() for s in e.free_symbols})
     missing = [n for n in needed if n not in values]
     if missing:
+        squares = [n for n in missing if f"{n}2" in values]
+        hint = (f"; {', '.join(f'{n}2' for n in squares)} given instead: the bound is written in "
+                f"{', '.join(squares)} themselves (pass the Constants object, or Constants.symbols())"
+                if squares else "")
         raise ValueError(
             f"missing constants {missing}: give a value for each of them "
-            f"(needed: {needed})"
+            f"(needed: {needed}){hint}"
         )
     args = [values[n] for n in needed]
     # the values used and the grid set the shape: unrelated extra constants are ignored
@@ -961,6 +971,10 @@ def evaluate(
     constants : mapping of str to float or array
         Values of the symbols, e.g. ``{"c": 0.5, "L_phi": 1.0, ...}``.  Extra
         names are ignored, so one dictionary can serve several bounds.
+        The :class:`~deprl_theory.constants.Constants` that
+        :func:`~deprl_theory.constants.estimate_constants` returns is accepted
+        as it is (its :meth:`~deprl_theory.constants.Constants.symbols`: the
+        max over seeds, under the bound's names).
     **grid : float or array
         Values that vary, e.g. ``N=np.array([4, 8])[:, None], K=np.array([500, 1000])``;
         all inputs are broadcast together with numpy rules.

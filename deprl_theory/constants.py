@@ -69,6 +69,29 @@ CONSTANT_NAMES = ("L_theta", "L_phi", "L_thetaphi", "sigma_theta2", "sigma_phi2"
 class Constants:
     """Estimated constants of the bound, per seed and as their maximum over seeds.
 
+    The estimates are stored as measured: the smoothness constants and the
+    gap, and the *squared* noise and heterogeneity (``sigma_theta2``,
+    ``sigma_phi2``, ``delta2``: variances). The bound is written in the
+    paper's symbols, ``sigma_theta``, ``sigma_phi`` and ``delta`` (their
+    square roots); :meth:`symbols` gives the values under those names, and
+    :func:`~deprl_theory.bound.evaluate` takes this object directly:
+
+    ========================  ==========================  ==========================================
+    bound symbol              stored estimate             what
+    ========================  ==========================  ==========================================
+    ``L_theta``               ``L_theta``                 smoothness in the head theta_i
+    ``L_phi``                 ``L_phi``                   smoothness in the representation Phi
+    ``L_thetaphi``            ``L_thetaphi``              cross smoothness (theta, Phi)
+    ``sigma_theta``           sqrt(``sigma_theta2``)      sd of the stochastic head gradient
+    ``sigma_phi``             sqrt(``sigma_phi2``)        sd of the stochastic representation gradient
+    ``delta``                 sqrt(``delta2``)            heterogeneity of the workers' Phi-gradients
+    ``Delta``                 ``Delta``                   initial gap F(x_0) - F*
+    ========================  ==========================  ==========================================
+
+    >>> from deprl_theory.bound import default_bound, evaluate, substitute   # doctest: +SKIP
+    >>> C = estimate_constants(problem)                                       # doctest: +SKIP
+    >>> evaluate(bound, C, c=0.5, tau=5, N=8, K=1000)["total"]                # doctest: +SKIP
+
     Attributes
     ----------
     per_seed : dict of str to ndarray (S,)

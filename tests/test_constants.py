@@ -140,3 +140,18 @@ def test_heterogeneity_persists_at_the_best_fit_of_a_misspecified_model(kind):
         assert np.all(initial_gap(mis) > 0)
         signal = 0.5 * (mis.heads_star ** 2).sum(-1).mean(-1)  # excess at zero heads (Sigma = I, orthonormal B*)
         np.testing.assert_allclose(initial_gap(mis) + mis.approximation_error, signal, rtol=1e-12)
+
+
+def test_estimated_constants_evaluate_a_bound_in_one_call():
+    """The object estimate_constants returns is accepted by evaluate, under the bound's names (sqrt of variances)."""
+    from deprl_theory.bound import default_bound, evaluate
+
+    problem = make_problem("linear", 4, dim=8, rank=2, n_seeds=2, seed=0)
+    C = estimate_constants(problem, seed=0)
+    grid = dict(a=0.25, alpha=1e-3, beta=1e-2, tau=5, rho=0.5, N=np.array([4.0, 8.0]), K=1000)
+    direct = evaluate(default_bound(), C, **grid)
+    by_name = evaluate(default_bound(), C.symbols(), **grid)
+    assert np.array_equal(direct["total"], by_name["total"]) and np.all(direct["total"] > 0)
+    assert C.symbols()["sigma_theta"] == pytest.approx(np.sqrt(C.values["sigma_theta2"]))
+    with pytest.raises(ValueError, match=r"sigma_theta2.* given instead: the bound is written in .*sigma_theta"):
+        evaluate(default_bound(), dict(C.values), **grid)

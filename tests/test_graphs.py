@@ -24,6 +24,7 @@ from deprl_theory.graphs import (
     metropolis_weights,
     mixing_matrix,
     mixing_rate,
+    mixing_report,
     noise_spectral_sum,
     spectral_gap,
     uniform_weights,
@@ -428,3 +429,19 @@ def test_effective_gap_is_the_exact_gap_with_the_same_noise_sum():
     assert noise_spectral_sum(mixing_matrix("exact_gap", 16, gap=eff)) == pytest.approx(noise_spectral_sum(ring))
     assert eff > 4 * spectral_gap(ring)  # the ring's spectrum beyond rho mixes far better than its gap says
     assert effective_gap(np.eye(3)) == 0.0 and effective_gap(mixing_matrix("complete", 5)) == pytest.approx(1.0)
+
+
+def test_check_mixing_advises_lazy_only_where_it_would_fix_the_failure():
+    """A W that is not stochastic is not told to go lazy (lazy(W, a) keeps its sums wrong); a periodic one is."""
+    W = 2.0 * mixing_matrix("ring", 6)  # connected, rows sum to 2: rho >= 1 because of the sums, not periodicity
+    with pytest.raises(MixingMatrixError) as err:
+        check_mixing(W)
+    assert err.value.property == "row_sums" and "lazy" not in str(err.value)
+    assert mixing_report(W).checks["connected"]  # the support is connected; rho means nothing here
+    split = np.zeros((4, 4))
+    split[:2, :2] = split[2:, 2:] = 1.0  # rows sum to 2 and two components
+    assert "disconnected (2 components)" in " ".join(mixing_report(split).failures)
+    periodic = np.array([[0.0, 1.0], [1.0, 0.0]])  # doubly stochastic, bipartite, zero diagonal
+    with pytest.raises(MixingMatrixError, match=r"periodic W.*lazy\(W, a\)") as err:
+        check_mixing(periodic)
+    check_mixing(lazy(periodic, 0.5))  # the advice works

@@ -184,13 +184,23 @@ def _support(w, tol: float) -> tuple[np.ndarray, np.ndarray]:
     return sup.row[keep], sup.col[keep]
 
 
-def _connected(n: int, rho: float, rows: np.ndarray, cols: np.ndarray, tol: float) -> str | None:
-    if rho < 1.0 - tol:
+def _connected(n: int, rho: float, rows: np.ndarray, cols: np.ndarray, tol: float,
+               stochastic: bool = True) -> str | None:
+    """The connectivity check; the periodic-W advice only where lazy(W, a) would fix it.
+
+    rho measures mixing only for a doubly stochastic W. When the sums fail,
+    a large rho says nothing about the graph (that failure is reported on its
+    own), so only the support's connectivity is judged.
+    """
+    if stochastic and rho < 1.0 - tol:
         return None
     parts = n_components(n, rows, cols)
     if parts > 1:
         return (f"rho = ||W - 11^T/n||_2 = {_fmt(rho)} >= 1 - tol: the graph is disconnected "
-                f"({parts} components), so the spectral gap is {max(0.0, 1.0 - rho):.1e}")
+                f"({parts} components), so the spectral gap is {max(0.0, 1.0 - rho):.1e}" if stochastic else
+                f"the graph of W's off-diagonal support is disconnected ({parts} components)")
+    if not stochastic:
+        return None
     return (f"rho = ||W - 11^T/n||_2 = {_fmt(rho)} >= 1 - tol although the support is "
             "connected (periodic W, e.g. a bipartite graph with zero diagonal: use lazy(W, a))")
 
@@ -225,7 +235,8 @@ def mixing_report(W: Any, adjacency: Any = None, tol: float = 1e-10) -> MixingRe
              "row_sums": _sums(w, tol, 1, "row"), "column_sums": _sums(w, tol, 0, "column")}
     if adjacency is not None:
         found["zero_pattern"] = _zero_pattern(w, adjacency, tol)
-    found["connected"] = _connected(n, rho, rows, cols, tol)
+    stochastic = found["row_sums"] is None and found["column_sums"] is None
+    found["connected"] = _connected(n, rho, rows, cols, tol, stochastic)
     return MixingReport(n=n, spectral_gap=1.0 - rho, rho=rho,
                         degrees=DegreeStats(int(counts.min()), int(counts.max()), float(counts.mean())),
                         checks={k: msg is None for k, msg in found.items()},
