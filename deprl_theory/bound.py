@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Union
+from typing import Iterable, Mapping, Sequence, Union
 
 import numpy as np
 import sympy
@@ -63,6 +63,9 @@ __all__ = [
     "theory_step_rule",
     "substitute",
     "exponents",
+    "local_exponents",
+    "NoClosedExponent",
+    "LOCAL_RANGE",
     "term_exponents",
     "leading_term",
     "transient_K0",
@@ -155,6 +158,10 @@ def parse(text: ExprLike, *, relation: bool = True) -> sympy.Basic:
     A/(sqrt(K)*sqrt(N))
     """
     if isinstance(text, sympy.Basic):
+        # the rule strings obey: a symbolic exponent cannot be ordered in N or K (see parse_formula)
+        for power in text.atoms(sympy.Pow):
+            if power.exp.free_symbols:
+                raise ExpressionError(f"exponents must be numbers, got {power.exp}")
         # Symbols built elsewhere without assumptions would not cancel against
         # ours (Symbol("N") != Symbol("N", positive=True)): map them by name.
         return text.xreplace({s: _symbol(s.name) for s in text.free_symbols})
@@ -613,7 +620,66 @@ def exponents(
     e = _log_derivative(expr, x)
     if e.has(x):
         e = sympy.simplify(sympy.limit(e, x, sympy.oo))
+    if e.has(x) or e.has(sympy.Limit):
+        raise NoClosedExponent(expr, x)
     return e
+
+
+#: the range of a variable on which an exponent with no closed form is measured numerically
+LOCAL_RANGE = (4.0, 1024.0)
+
+
+def local_exponents(expr: ExprLike, var: str | sympy.Symbol,
+                    at: Sequence[float] = LOCAL_RANGE) -> tuple[float, ...] | None:
+    """``d log expr / d log var`` evaluated numerically at each point of ``at``, every other symbol set to 1.
+
+    None when ``expr`` is not real and positive there. For expressions with no
+    closed power law (log factors, LambertW), this is the number to quote, with
+    its range.
+    """
+    from scipy.special import lambertw
+
+    x = _as_symbol(var)
+    e = parse(expr)
+    e = e.subs({s: 1 for s in e.free_symbols if s != x})
+    f = sympy.lambdify(x, e, modules=[{"LambertW": lambda z, k=0: lambertw(z, k)}, "numpy"])
+    h = 1e-4
+    out = []
+    with np.errstate(all="ignore"):
+        for x0 in at:
+            lo, hi = (complex(f(x0 * np.exp(-h))), complex(f(x0 * np.exp(h))))
+            if not all(abs(v.imag) <= 1e-12 * max(1.0, abs(v)) and v.real > 0 and np.isfinite(v.real)
+                       for v in (lo, hi)):
+                return None
+            out.append(float((np.log(hi.real) - np.log(lo.real)) / (2 * h)))
+    return tuple(out)
+
+
+def _real_positive(expr: sympy.Expr) -> bool:
+    """Whether ``expr`` is real and positive at N (or K) = each end of :data:`LOCAL_RANGE`, other symbols 1."""
+    for x0 in LOCAL_RANGE:
+        v = complex(sympy.N(expr.subs({s: (x0 if s.name in ("N", "K") else 1) for s in expr.free_symbols})))
+        if not (abs(v.imag) <= 1e-12 * max(1.0, abs(v)) and v.real > 0 and np.isfinite(v.real)):
+            return False
+    return True
+
+
+class NoClosedExponent(ValueError):
+    """An expression that is not asymptotically a power of the variable (a log factor, LambertW, ...)."""
+
+    def __init__(self, expr: sympy.Expr, x: sympy.Symbol):
+        self.local = local_exponents(expr, x)
+        lo, hi = LOCAL_RANGE
+        where = ("it is not real and positive there with every other symbol = 1" if self.local is None else
+                 f"its local exponent d log / d log {x} is {self.local[0]:.3g} at {x} = {lo:g} and "
+                 f"{self.local[-1]:.3g} at {x} = {hi:g}, every other symbol = 1")
+        self.words = f"no closed power law in {x} (d log / d log {x} has no limit sympy can evaluate); {where}"
+        super().__init__(f"{_short_expr(expr)}: {self.words}")
+
+
+def _short_expr(expr: sympy.Expr, limit: int = 80) -> str:
+    text = str(expr)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def term_exponents(bound: Bound) -> dict[str, dict[str, sympy.Expr]]:
@@ -749,20 +815,29 @@ class Transient:
     K0_large_N : sympy.Expr or None
         Its large-N form ``coef * N**N_exponent`` (None if K0 is not
         asymptotically a power of N, e.g. has log factors or no N at all).
-    N_exponent : sympy.Expr
+    N_exponent : sympy.Expr or None
         ``d log K0 / d log N`` as ``N -> oo`` (3 for the template under
-        ``beta = c sqrt(N/K)``).
+        ``beta = c sqrt(N/K)``); None when that limit has no closed form
+        (then ``note`` says so and ``N_exponent_local`` gives numbers).
     leading : tuple of str
         Names of the leading terms used.
     consensus : tuple of str
         Names of the consensus terms used.
+    note : str
+        In words, what is not a closed power law (empty for the template).
+    N_exponent_local : dict or None
+        When ``N_exponent`` is None: the local exponent ``d log K0 / d log N``
+        at each N of :data:`LOCAL_RANGE`, every other symbol set to 1 (None
+        there too when K0 is not real and positive at those values).
     """
 
     K0: sympy.Expr
     K0_large_N: sympy.Expr | None
-    N_exponent: sympy.Expr
+    N_exponent: sympy.Expr | None
     leading: tuple[str, ...]
     consensus: tuple[str, ...]
+    note: str = ""
+    N_exponent_local: dict[float, float] | None = None
 
 
 def transient_K0(bound: Bound, rule: Mapping[str, ExprLike] | None = None) -> Transient:
@@ -819,19 +894,35 @@ def transient_K0(bound: Bound, rule: Mapping[str, ExprLike] | None = None) -> Tr
     else:
         roots = sympy.solve(sympy.Eq(consensus, lead.expr), _K)
         roots = [r for r in roots if r.is_positive is not False and not r.has(sympy.I)]
+        # sympy cannot always tell a branch that is complex for positive symbols (LambertW of a negative
+        # argument): prefer the roots that are real and positive over the local range, every symbol = 1
+        real = [r for r in roots if _real_positive(r)]
+        roots = real or roots
         if not roots:
             raise ValueError(f"no positive K solves {consensus} = {lead.expr}")
         K0 = _simplify(roots[0])
-    e_N = exponents(K0, _N)
+    note = "" if law is not None and law[1] != 0 else (
+        "K0 solves consensus = leading with no closed power law in K (sympy's root"
+        + (", through LambertW)" if K0.has(sympy.LambertW) else ")"))
+    try:
+        e_N = exponents(K0, _N)
+    except NoClosedExponent as exc:
+        e_N, local = None, exc.local
+        note = "; ".join(filter(None, [note, f"K0 has {exc.words}"]))
+        return Transient(K0=K0, K0_large_N=None, N_exponent=None, leading=lead.names,
+                         consensus=b.consensus_terms, note=note,
+                         N_exponent_local=None if local is None else dict(zip(LOCAL_RANGE, local)))
     K0_large_N = None
     if e_N.is_number and e_N.is_finite:
         coef = sympy.limit(K0 / _N**e_N, _N, sympy.oo)
         # is_finite cannot know that 1 - rho != 0, so test for infinities directly
         if coef != 0 and not coef.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
             K0_large_N = _simplify(coef * _N**e_N)
+    if K0_large_N is None:
+        note = "; ".join(filter(None, [note, "K0 is not asymptotically a constant times a power of N"]))
     return Transient(
         K0=K0, K0_large_N=K0_large_N, N_exponent=e_N,
-        leading=lead.names, consensus=b.consensus_terms,
+        leading=lead.names, consensus=b.consensus_terms, note=note,
     )
 
 

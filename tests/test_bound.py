@@ -220,3 +220,44 @@ def test_latex_names_every_term(theory_bound, user_bound):
     assert r"\underbrace" in tex and r"\le" in tex and r"\beta =" in tex
     user_tex = to_latex(user_bound)
     assert r"T_{\mathrm{lead}}" in user_tex and "user metric" in user_tex
+
+
+def test_a_formula_behaves_the_same_as_a_string_and_as_a_sympy_object():
+    A, K, p = sympy.symbols("A K p", positive=True)
+    with pytest.raises(ValueError, match=r"exponents must be numbers, got -p") as as_string:
+        make_bound({"T": "A*K**(-p)"})
+    with pytest.raises(ValueError, match=r"exponents must be numbers, got -p") as as_object:
+        make_bound({"T": A * K ** (-p)})
+    assert str(as_string.value) == str(as_object.value)
+    assert make_bound({"T": A * K ** sympy.Rational(-1, 2)}).terms == make_bound({"T": "A*K**(-1/2)"}).terms
+
+
+@pytest.mark.parametrize("consensus,asymptotic", [("B*N**2/K", 5), ("B*N/K**2", 1)])
+def test_a_K0_with_no_closed_power_law_is_said_in_words_with_numbers(consensus, asymptotic):
+    """log(K)/sqrt(N K) against a consensus term: K0 is a LambertW, its N exponent has no closed limit."""
+    from deprl_theory.bound import LOCAL_RANGE
+
+    t = transient_K0(make_bound({"T": "A*log(K)/sqrt(N*K)", "C": consensus}, consensus_terms=("C",)))
+    assert not t.K0.has(sympy.Limit) and t.N_exponent is None and t.K0_large_N is None
+    assert "no closed power law in N" in t.note and "LambertW" in t.note
+    assert set(t.N_exponent_local) == set(LOCAL_RANGE)
+    lo, hi = (t.N_exponent_local[x] for x in LOCAL_RANGE)
+    # the real branch: K0 grows with N, and its local exponent creeps up towards the log-free law's
+    assert 0 < lo < hi < asymptotic
+    assert f"{lo:.3g} at N = {LOCAL_RANGE[0]:g}" in t.note
+    # and the root solves the equation it came from (A = B = 1, N = 16)
+    K0 = float(t.K0.subs({s: (16 if s.name == "N" else 1) for s in t.K0.free_symbols}))
+    from deprl_theory.bound import parse
+
+    c = parse(consensus)
+    lhs = c.subs({s: {"N": 16, "K": K0}.get(s.name, 1) for s in c.free_symbols})
+    assert float(lhs) == pytest.approx(np.log(K0) / np.sqrt(16 * K0), rel=1e-9)
+
+
+def test_exponents_never_return_an_unevaluated_limit():
+    from deprl_theory.bound import NoClosedExponent
+
+    with pytest.raises(NoClosedExponent, match=r"no closed power law in N.*local exponent"):
+        exponents(transient_K0(make_bound({"T": "A*log(K)/sqrt(N*K)", "C": "B*N**2/K"},
+                                          consensus_terms=("C",))).K0, "N")
+    assert exponents("A*log(K)/sqrt(N*K)", "K") == sympy.Rational(-1, 2)  # a log factor has an asymptotic exponent

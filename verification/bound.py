@@ -178,6 +178,8 @@ def _symbolic(s: dict) -> list[str]:
     lines.append(f"  transient K0 = {s['K0']}")
     if a.get("K0_large_N"):
         lines.append(f"  K0 for large N ~ {a['K0_large_N']}")
+    if a.get("K0_note"):
+        lines.append(f"  K0: {a['K0_note']}")
     lines.append("  conditions: " + ("; ".join(a["conditions"]) or "none"))
     if s.get("latex"):
         lines += ["", s["latex"]]

@@ -135,11 +135,12 @@ class SymbolicAnalysis:
     K0_N_exponent: str | None
     K0_expr: sympy.Expr | None
     conditions: list[str]
+    K0_note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"quantity": self.bound.quantity, "rule": self.rule, "terms": self.terms, "leading": self.leading,
                 "exponents": self.exponents, "K0": self.K0, "K0_large_N": self.K0_large_N,
-                "K0_N_exponent": self.K0_N_exponent, "conditions": self.conditions}
+                "K0_N_exponent": self.K0_N_exponent, "K0_note": self.K0_note, "conditions": self.conditions}
 
 
 def symbolic_analysis(bound: Bound, head_rule: str = "1/N") -> SymbolicAnalysis:
@@ -158,12 +159,15 @@ def symbolic_analysis(bound: Bound, head_rule: str = "1/N") -> SymbolicAnalysis:
     try:
         tr = transient_K0(bound, rule)
         K0, K0_large, K0_exp, K0_expr = (str(tr.K0), None if tr.K0_large_N is None else str(tr.K0_large_N),
-                                         str(tr.N_exponent), tr.K0)
+                                         None if tr.N_exponent is None else str(tr.N_exponent), tr.K0)
+        K0_note = tr.note
     except (ValueError, NotImplementedError) as exc:
         K0, K0_large, K0_exp, K0_expr = f"none: {str(exc).splitlines()[0]}", None, None, None
+        K0_note = ""
     return SymbolicAnalysis(bound=bound, substituted=sub, rule={k: str(v) for k, v in rule.items()}, terms=terms,
                             leading=leading, exponents=exponents, K0=K0, K0_large_N=K0_large, K0_N_exponent=K0_exp,
-                            K0_expr=K0_expr, conditions=[str(c) for c in step_size_conditions(bound, rule)])
+                            K0_expr=K0_expr, conditions=[str(c) for c in step_size_conditions(bound, rule)],
+                            K0_note=K0_note)
 
 
 def missing_constants(analysis: SymbolicAnalysis, spec: BoundSpec) -> list[str]:
