@@ -116,6 +116,8 @@ class StepSizes:
     rule: str
     capped: tuple[str, ...] = ()
     tau: int | None = None  # the local head steps the rule assumed (alpha = a beta / tau); None: no assumption
+    n_workers: int | None = None  # the N the rule was computed for (beta = c sqrt(N/K), a = 1/N); None: none
+    rounds: int | None = None  # the horizon K the rule was computed for; None: constant steps
 
     def as_dict(self) -> dict:
         return {"alpha": self.alpha, "beta": self.beta, "rule": self.rule, "capped": list(self.capped),
@@ -202,7 +204,7 @@ def theory_step_sizes(
     if capped:
         rule += " (" + "; ".join(capped) + ")"
     return StepSizes(alpha=float(alpha), beta=float(beta), rule=rule, capped=tuple(capped),
-                     tau=None if head_step is not None else int(tau))
+                     tau=None if head_step is not None else int(tau), n_workers=int(n_workers), rounds=int(rounds))
 
 
 def step_sizes(alpha: float, beta: float) -> StepSizes:
@@ -674,6 +676,7 @@ def run(
     t0 = time.perf_counter()
     rounds, tau, steps = _checked_run_args(algorithm, sampler, rounds, tau, steps, alpha, beta)
     S, N, d, r = problem.n_seeds, problem.n_workers, problem.dim, problem.rank
+    _steps_agree(steps, N, rounds)
     mix = _mixing_for(algorithm, W, N)
     if validate and mix is not None and not isinstance(mix, str):
         from .graphs import check_mixing
@@ -722,6 +725,16 @@ def run(
         seconds=time.perf_counter() - t0, theta=theta, B=np.ascontiguousarray(as_B(rep)),
         settings={"problem": problem.settings, "n_workers": N, "n_seeds": S, "sampler": sampler},
     )
+
+
+def _steps_agree(steps: StepSizes, n_workers: int, rounds: int) -> None:
+    """A step rule computed for other N or K than the run's is an error (one source of truth per parameter)."""
+    for name, theirs, ours, what in (("N", steps.n_workers, n_workers, "the problem has"),
+                                     ("K", steps.rounds, rounds, "rounds is")):
+        if theirs is not None and theirs != ours:
+            raise ValueError(f"the step sizes were computed for {name} = {theirs} but {what} {name} = {ours} "
+                             f"({steps.rule}): recompute them with theory_step_sizes for this run, or pass "
+                             "constant steps (step_sizes(alpha, beta))")
 
 
 def _checked_run_args(algorithm: str, sampler: str, rounds, tau, steps: StepSizes | None, alpha, beta

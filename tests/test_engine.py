@@ -346,3 +346,18 @@ def test_a_problem_without_signal_is_refused():
     with pytest.raises(ValueError, match="every true head is 0"):
         make_problem("linear", 4, dim=6, rank=2, heterogeneity=0.0, n_seeds=1, seed=0)
     make_problem("linear", 4, dim=6, rank=2, heterogeneity=0.0, head_mean=1.0, n_seeds=1, seed=0)  # signal: fine
+
+
+@pytest.mark.parametrize("steps_for,rounds,fragment", [
+    ((8, 100), 100, "computed for N = 8 but the problem has N = 16"),
+    ((16, 1000), 100, "computed for K = 1000 but rounds is K = 100"),
+])
+def test_a_step_rule_for_another_N_or_K_is_refused(steps_for, rounds, fragment):
+    """theory_step_sizes(N, K) carries its N and K: running it elsewhere is an error, not other step sizes."""
+    from deprl_theory.graphs import mixing_matrix
+
+    problem, W = make_problem("linear", 16, dim=6, rank=2, n_seeds=1, seed=0), mixing_matrix("ring", 16)
+    with pytest.raises(ValueError, match=fragment):
+        run(problem, W, rounds=rounds, steps=theory_step_sizes(*steps_for), seed=0)
+    run(problem, W, rounds=rounds, steps=theory_step_sizes(16, rounds), seed=0)
+    run(problem, W, rounds=rounds, steps=step_sizes(0.01, 0.05), seed=0)  # constant steps: chosen freely

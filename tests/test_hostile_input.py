@@ -352,3 +352,19 @@ def test_seed_means_of_diverged_cells_are_nan_without_a_warning():
         warnings.simplefilter("error")
         assert np.isnan(seed_mean([np.nan, np.nan]))
         np.testing.assert_array_equal(seed_mean(np.array([[1.0, 3.0], [np.nan, np.nan]]), axis=1), [2.0, np.nan])
+
+
+@pytest.mark.parametrize("build", [
+    lambda: __import__("deprl_theory.experiments.speedup", fromlist=["x"]).SpeedupStudy(
+        n=(4, 9, 16), cell={"topology": "torus"}),
+    lambda: __import__("deprl_theory.experiments.design", fromlist=["x"]).DesignStudy(
+        n=(4, 9), cell={"topology": "torus"}),
+    lambda: __import__("deprl_theory.experiments.regime", fromlist=["x"]).RegimeStudy(
+        n=(4, 9), cell={"topology": "torus"}),
+    lambda: __import__("deprl_theory.experiments.report", fromlist=["x"]).ReportStudy(
+        quick=True, cell={"dim": 2, "rank": 3}),
+])
+def test_a_study_checks_its_cells_when_it_is_built(build):
+    """Library studies fail where they are built, with the CLI's checks (not later, when they run)."""
+    with pytest.raises(ValueError, match=r"torus needs side m >= 3|rank"):
+        build()

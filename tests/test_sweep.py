@@ -531,3 +531,26 @@ def test_the_readme_library_block_runs_from_stdin_and_dash_c(tmp_path, how):
     proc = (_python(["-"], tmp_path, input=text) if how == "stdin" else _python(["-c", text], tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "verdict:" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def _always_fails(params, seeds, base_seed):
+    raise FloatingPointError("the same cause everywhere")
+
+
+def test_cells_that_fail_for_one_cause_are_said_in_one_line(cli, monkeypatch):
+    """Library: CellsFailed names how many and the cause; CLI: that one line on stderr and a non-zero exit."""
+    import deprl_theory.experiments.speedup as speedup
+    from deprl_theory.experiments.speedup import SpeedupStudy, run_speedup
+    from deprl_theory.sweep import CellsFailed, SweepOptions
+
+    monkeypatch.setattr(speedup, "simulate_cell", _always_fails)
+    study = SpeedupStudy(n=(4, 8, 16), rounds=(100, 200), seeds=2)
+    with pytest.raises(CellsFailed, match=r"^no cell finished: 6 cells failed \(exponential, N = 4, K = 100; .*\), "
+                                          r"all with: FloatingPointError: the same cause everywhere$"):
+        run_speedup(study, SweepOptions(executor="serial", progress=False))
+    run = cli("speedup", "--n", "4", "8", "16", "--rounds", "100", "200", "--seeds", "2", "--no-until-decisive",
+              "--jobs", "1", "--no-figures", "--no-progress")
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "python -m verification.speedup: no cell finished: 6 cells failed (exponential, N = 4, K = 100; exponential, "
+        "N = 4, K = 200; exponential, N = 8, K = 100; ...), all with: FloatingPointError: the same cause everywhere"]

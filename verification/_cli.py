@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 from deprl_theory.engine import BETA_RULES
 from deprl_theory.experiments.records import InsufficientData
 from deprl_theory.io import to_jsonable
-from deprl_theory.sweep import SweepOptions, choose_executor
+from deprl_theory.sweep import CellsFailed, SweepOptions, choose_executor
 
 __all__ = ["ArgumentParser", "UsageError", "run_main", "dump_json", "user_input", "positive_int", "nonneg_int",
            "positive_float", "nonneg_float", "finite_float", "unit_float", "fraction", "margin", "output_dir",
@@ -103,6 +103,9 @@ def _call(main: Callable[[Sequence[str] | None], int], prog: str, argv: Sequence
         sys.exit(2)
     except InsufficientData as exc:
         sys.stderr.write(f"{prog}: cannot analyse: {str(exc).splitlines()[0]}\n")
+        sys.exit(1)
+    except CellsFailed as exc:
+        sys.stderr.write(f"{prog}: {str(exc).splitlines()[0]}\n")
         sys.exit(1)
     except BrokenPipeError:
         # stdout closed early (e.g. piped into `head`): not an error of ours, and no traceback
@@ -274,9 +277,8 @@ def finish_study(prog: str, args: argparse.Namespace, out: Path, result: Any, sw
     """
     from deprl_theory.io import provenance, write_json_atomic
 
-    for f in sweep.failures:
-        where = " ".join(f"{k}={v}" for k, v in f["params"].items() if k in ("N", "K", "c", "head_rule", "heads"))
-        sys.stderr.write(f"{prog}: cell {where} failed: {f['error']}\n")
+    if sweep.failures:  # one line: how many, which, the first cause (every cell's error is in summary.json)
+        sys.stderr.write(f"{prog}: {sweep.failure_line()}\n")
     summary = {**result.as_dict(), "seconds": seconds, "provenance": provenance()}
     write_json_atomic(out / "summary.json", summary)
     print(dump_json(summary, indent=2) if args.json else render(summary))

@@ -57,7 +57,7 @@ from deprl_theory.experiments.transient_law import (
 )
 from deprl_theory.graphs import TOPOLOGIES
 from deprl_theory.io import provenance, write_csv_atomic, write_json_atomic
-from deprl_theory.sweep import canonical_json
+from deprl_theory.sweep import canonical_json, failure_line
 from verification._cli import (
     ArgumentParser,
     add_problem_options,
@@ -194,9 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             seen = {(canonical_json(r["params"]), r["seed"]) for r in records}
             records += [r for r in law_sweep.records if (canonical_json(r["params"]), r["seed"]) not in seen]
             failures += law_sweep.failures
-    for f in failures:
-        sys.stderr.write(f"{PROG}: cell {f['params']['topology']} N={f['params']['N']} K={f['params']['K']} "
-                         f"failed: {f['error']}\n")
+    if failures:  # one line: how many, which, the first cause (each cell's error is in summary.json)
+        sys.stderr.write(f"{PROG}: {failure_line(failures)}\n")
     summary = write_outputs(result, law, records, out, figures, t0)
     print(dump_json(summary, indent=2) if args.json else render(summary))
     return 0

@@ -202,8 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with opened_sweep(args, DEFAULT_OUT, study.cells(), study.max_seeds) as (options, out, figures):
             result, sweep = run_speedup(study, options, auto_rounds=study.regime == "theory",
                                         max_rounds=args.max_rounds, budget=args.budget)
-        for f in sweep.failures:
-            sys.stderr.write(f"{PROG}: cell {f['params']['N']}x{f['params']['K']} failed: {f['error']}\n")
+        if sweep.failures:  # one line: how many, which, the first cause (each cell's error is in summary.json)
+            sys.stderr.write(f"{PROG}: {sweep.failure_line()}\n")
     summary = write_outputs(result, out, figures, argv, t0)
     print(dump_json(summary, indent=2) if args.json else render(summary))
     return 0

@@ -215,6 +215,7 @@ class BoundCheckStudy:
             if not self.gaps or bad or len(set(self.gaps)) != len(self.gaps):
                 raise ValueError(f"the exact_gap family needs distinct gaps in (0, 1], got {list(self.gaps)}")
         cell_params(topology=self.topology, **self.cell)
+        self.check()  # graphs and problems are built and checked here, with the CLI's checks
 
     @property
     def graph_gaps(self) -> tuple[float | None, ...]:
@@ -493,6 +494,7 @@ def run_boundcheck(study: BoundCheckStudy, spec: BoundSpec, analysis: SymbolicAn
     seeds = list(range(study.seeds))
     sweep = run_sweep(simulate_cell, cells, seeds, base_seed=study.base_seed, task_version=TASK_VERSION,
                       cost=cell_cost, validate=validate_result, **options.kwargs())
+    sweep.require_records()  # every cell failed: say how many, and the first cause
     constants, how = {}, {}
     for n in study.n:
         # the problem instances depend on N and the problem's own parameters only, not on the graph

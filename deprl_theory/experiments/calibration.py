@@ -146,6 +146,7 @@ def record_scatter(options, *, seeds: int = 64, base_seed: int = 0, path: str | 
             sweep = run_sweep(simulate_cell, cells, list(range(seeds)), base_seed=base_seed,
                               task_version=TASK_VERSION, cost=cell_cost, validate=validate_result,
                               **options.kwargs())
+            sweep.require_records()  # every cell failed: say how many, and the first cause
             tables.append(metric_table(sweep.records, "G"))
         keys = sorted(k for k in tables[0] if k in tables[1])
         logs = [np.log(np.array([t[k] for k in keys])) for t in tables]

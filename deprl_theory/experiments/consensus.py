@@ -179,6 +179,7 @@ class ConsensusStudy:
         object.__setattr__(self, "topologies", tuple(self.topologies))
         object.__setattr__(self, "cell", dict(self.cell))
         cell_params(**self.cell)
+        self.check()  # graphs and problems are built and checked here, with the CLI's checks
 
     @property
     def seed_list(self) -> list[int]:
@@ -713,6 +714,7 @@ def run_consensus(study: ConsensusStudy, options: SweepOptions = SweepOptions())
     cells = study.cells()
     sweep = run_sweep(simulate_cell, cells, study.seed_list, base_seed=study.base_seed, task_version=TASK_VERSION,
                       cost=cell_cost, validate=validate_result, **options.kwargs())
+    sweep.require_records()  # every cell failed: say how many, and the first cause
     consts = estimate_constants(cell_problem(cells[0], study.seed_list, study.base_seed), seed=study.base_seed)
     result = analyse_consensus(study, sweep.records, consts.symbols(), constants_report=consts.as_dict(),
                                sweep=sweep.info())

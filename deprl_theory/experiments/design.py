@@ -45,6 +45,7 @@ class DesignStudy:
         if self.instances < 3:
             raise ValueError(f"need at least 3 instances for a standard deviation, got {self.instances}")
         cell_params(**self.cell)
+        self.check()  # graphs and problems are built and checked here, with the CLI's checks
 
     def cells(self) -> list[dict]:
         return [cell_params(N=n, K=int(self.rounds), **{**self.cell, "heads": h}) for h in HEAD_DESIGNS
@@ -91,6 +92,7 @@ def analyse_design(study: DesignStudy, records: Sequence[Mapping[str, Any]],
 def run_design(study: DesignStudy, options: SweepOptions = SweepOptions()) -> tuple[DesignResult, Any]:
     sweep = run_sweep(simulate_cell, study.cells(), list(range(study.instances)), base_seed=study.base_seed,
                       task_version=TASK_VERSION, cost=cell_cost, validate=validate_result, **options.kwargs())
+    sweep.require_records()  # every cell failed: say how many, and the first cause
     result = analyse_design(study, sweep.records, sweep.info())
     write_study(options, study)
     return result, sweep

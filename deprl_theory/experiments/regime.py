@@ -68,6 +68,7 @@ class RegimeStudy:
             if not (np.isfinite(c) and c > 0):
                 raise ValueError(f"step constants c must be positive, got {c}")
         self.cells()  # every parameter checked before anything runs
+        self.check()  # graphs and problems are built and checked here, with the CLI's checks
 
     def floor_cell(self, n: int, beta: float, rule: str) -> dict:
         """A constant step ``beta`` for flow time T: K = T / beta rounds, c = beta sqrt(K / N)."""
@@ -198,6 +199,7 @@ def run_regime(study: RegimeStudy, options: SweepOptions = SweepOptions()) -> tu
     """Run (or read from the cache) every cell of ``study`` and analyse it."""
     sweep = run_sweep(simulate_cell, study.cells(), list(range(study.seeds)), base_seed=study.base_seed,
                       task_version=TASK_VERSION, cost=cell_cost, validate=validate_result, **options.kwargs())
+    sweep.require_records()  # every cell failed: say how many, and the first cause
     result = analyse_regime(study, sweep.records, sweep.info())
     write_study(options, study)
     return result, sweep

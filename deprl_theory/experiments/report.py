@@ -50,6 +50,10 @@ class ReportStudy:
     base_seed: int = 0
     cell: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cell", dict(self.cell))
+        self.parts()  # every part is built, and each study checks its own cells when it is built
+
     def speedup_studies(self) -> dict[str, SpeedupStudy]:
         out = {}
         for name, (algorithm, topology, ns, seeds, quick_ns, quick_seeds) in SPEEDUP_RUNS.items():
@@ -148,6 +152,7 @@ def run_report(study: ReportStudy, options: SweepOptions = SweepOptions(), *, co
     cells, seeds = study.grid()
     sweep = run_sweep(simulate_cell, cells, seeds, base_seed=study.base_seed, task_version=TASK_VERSION,
                       cost=cell_cost, validate=validate_result, label="study", **options.kwargs())
+    sweep.require_records()  # every cell failed: say how many, and the first cause
     records = sweep.records
     constants: dict[int, Any] = {}
 
@@ -170,6 +175,7 @@ def run_report(study: ReportStudy, options: SweepOptions = SweepOptions(), *, co
             comp = run_sweep(simulate_cell, s.companion_cells(), list(range(s.seeds)), base_seed=study.base_seed,
                              task_version=TASK_VERSION, cost=cell_cost, validate=validate_result,
                              label=f"companion of {name}", **options.kwargs())
+            comp.require_records()  # every cell failed: say how many, and the first cause
             speedup[name] = with_companion(speedup[name], comp.records)
             companions["computed"] += comp.n_computed
             companions["cached"] += comp.n_cached

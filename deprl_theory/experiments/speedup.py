@@ -148,6 +148,7 @@ class SpeedupStudy:
         if self.metric not in FIT_METRICS:
             raise ValueError(f"metric must be one of {', '.join(FIT_METRICS)}, got {self.metric!r}")
         cell_params(**self.cell)  # unknown cell parameters fail here
+        self.check()  # graphs and problems are built and checked here, with the CLI's checks
 
     def sequential_design(self) -> GroupSequentialDesign | None:
         """The group-sequential design of the planned looks (None: the fixed design)."""
@@ -610,6 +611,7 @@ def _sweep(study: SpeedupStudy, options: SweepOptions, cells: list[dict], label:
     sweep = run_sweep(simulate_cell, cells, list(range(study.seeds)), base_seed=study.base_seed,
                       task_version=TASK_VERSION, cost=cell_cost, validate=validate_result,
                       label=f"{label}, {study.seeds} seeds", **options.kwargs())
+    sweep.require_records()  # every cell failed: say how many, and the first cause
     info = {**sweep.info(), "sweep_seconds": time.monotonic() - start,
             "failed_cells": [{"N": f["params"]["N"], "K": f["params"]["K"], "error": f["error"]}
                              for f in sweep.failures]}
@@ -653,7 +655,7 @@ def _extend_rounds(study: SpeedupStudy, result: SpeedupResult, max_rounds: int, 
         prefix = f"{done}, but the fitted e_K CI is not within the margin; "
     grow = {n: 2 * study.rounds_of(n)[-1] for n in pending if 2 * study.rounds_of(n)[-1] <= max_rounds}
     if not grow:
-        return None, f"{prefix}the next K would pass --max-rounds {max_rounds}"
+        return None, f"{prefix}the next K would pass the largest K allowed, {max_rounds}"
     # a cell's cost is linear in K: the next cells cost about twice the largest ones of their N did
     seconds = {(int(r["params"]["N"]), int(r["params"]["K"])): float(r["result"].get("seconds", 0.0))
                for r in result.records}
@@ -662,7 +664,7 @@ def _extend_rounds(study: SpeedupStudy, result: SpeedupResult, max_rounds: int, 
     # worker's share and the longest single cell (a cell is one task)
     expect = max(sum(cells) / max(1, workers), max(cells))
     if time.monotonic() + expect > deadline:
-        return None, f"{prefix}the next K (about {expect:.0f} s of runs) would pass the --budget"
+        return None, f"{prefix}the next K (about {expect:.0f} s of runs) would pass the time budget"
     extra = {n: tuple(study.extra_rounds.get(n, ())) + ((grow[n],) if n in grow else ()) for n in study.n}
     return replace(study, extra_rounds=extra), ""
 

@@ -129,6 +129,7 @@ class TransientLawStudy:
                             ("cell", dict(self.cell))):
             object.__setattr__(self, name, value)
         cell_params(**self.cell)
+        self.check()  # graphs and problems are built and checked here, with the CLI's checks
 
     @property
     def seed_list(self) -> list[int]:
@@ -383,6 +384,7 @@ def run_transient_law(study: TransientLawStudy,
     cells = study.cells()
     sweep = run_sweep(simulate_cell, cells, study.seed_list, base_seed=study.base_seed, task_version=TASK_VERSION,
                       cost=cell_cost, validate=validate_result, **options.kwargs())
+    sweep.require_records()  # every cell failed: say how many, and the first cause
     constants = {n: estimate_constants(cell_problem(cell_params(N=n, **study.cell), study.seed_list, study.base_seed),
                                        seed=study.base_seed).symbols() for n in study.n}
     result = analyse_transient_law(study, sweep.records, constants, sweep=sweep.info())

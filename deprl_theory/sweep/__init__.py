@@ -51,6 +51,8 @@ from .table import flat_rows, rows_frame, tidy_rows
 __all__ = [
     "Task",
     "CacheMiss",
+    "CellsFailed",
+    "failure_line",
     "SweepOptions",
     "SweepResult",
     "run_sweep",
@@ -68,10 +70,29 @@ class CacheMiss(LookupError):
     """A sweep asked to read the cache only found runs missing."""
 
 
+class CellsFailed(RuntimeError):
+    """Every cell of a sweep failed: the message says how many and names the first cause, in one line."""
+
+
+def failure_line(failures: Sequence[Mapping[str, Any]]) -> str:
+    """``"9 cells failed (N = 4, K = 250; ...), all with: BrokenProcessPool: ..."``, or the first of several causes."""
+    if not failures:
+        return ""
+    causes = list(dict.fromkeys(str(f["error"]).splitlines()[0] if f["error"] else "unknown error"
+                                for f in failures))
+    cells = [_cell_words(f["params"]) for f in failures]
+    which = "; ".join(cells[:3]) + ("; ..." if len(cells) > 3 else "")
+    head = f"{len(failures)} cell{'s' if len(failures) != 1 else ''} failed ({which})"
+    if len(causes) == 1:
+        return f"{head}, {'all ' if len(failures) > 1 else ''}with: {causes[0]}"
+    return f"{head}; the first cause: {causes[0]} ({len(causes) - 1} other cause{'s' if len(causes) > 2 else ''})"
+
+
 def _cell_words(params: Mapping[str, Any]) -> str:
     """A cell named by its worker count and rounds where it has them (else its parameters)."""
     if "N" in params and "K" in params:
-        return f"N = {params['N']}, K = {params['K']}"
+        graph = f"{params['topology']}, " if "topology" in params else ""
+        return f"{graph}N = {params['N']}, K = {params['K']}"
     return ", ".join(f"{k} = {v}" for k, v in sorted(params.items()))
 
 
@@ -199,6 +220,15 @@ class SweepResult:
             raise RuntimeError(
                 f"{len(self.failures)} cell(s) of {self.task} failed:\n  " + "\n  ".join(lines)
             )
+
+    def failure_line(self) -> str:
+        """One line for every failed cell: how many failed, which, and the first cause ('' when none failed)."""
+        return failure_line(self.failures)
+
+    def require_records(self) -> None:
+        """Raise :class:`CellsFailed` (one line: how many, the first cause) when cells failed and none finished."""
+        if self.failures and not self.records:
+            raise CellsFailed(f"no cell finished: {self.failure_line()}")
 
     def info(self) -> dict[str, Any]:
         """Counts and timing, for a summary: computed, cached, failures, rejected cache files, executor."""
