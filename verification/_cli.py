@@ -10,6 +10,7 @@ Any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import json
 import math
 import os
@@ -97,7 +98,8 @@ def _replay(caught: Sequence[warnings.WarningMessage] | None) -> None:
 
 def _call(main: Callable[[Sequence[str] | None], int], prog: str, argv: Sequence[str] | None) -> int:
     try:
-        code = main(argv)
+        # in a context of its own: what the command sets for itself (the figure style) ends with it
+        code = contextvars.copy_context().run(main, argv)
     except UsageError as exc:
         sys.stderr.write(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else 'bad input'}\n")
         sys.exit(2)
@@ -213,17 +215,37 @@ def output_dir(path: str | os.PathLike, option: str) -> Path:
 
 
 # --------------------------------------------------------------------------- the shared sweep options
-def add_sweep_options(parser: argparse.ArgumentParser, default_out: str) -> None:
-    """The options every sweep command has, worded the same everywhere."""
-    g = parser.add_argument_group("execution and output (shared by every sweep command)")
+#: the title of the option group every sweep command shares (the README names it)
+SHARED_GROUP = "execution and output (shared by every sweep command)"
+
+
+def add_sweep_options(parser: argparse.ArgumentParser, default_out: str, *, figures_dir: bool = True) -> None:
+    """The options every sweep command has, worded the same everywhere.
+
+    ``figures_dir=False``: the command writes its figures under OUT/figures
+    itself (the report, whose README.md shows them), so there is no --figures.
+    """
+    from deprl_theory.plotting import COLUMNS, VENUES
+
+    g = parser.add_argument_group(SHARED_GROUP)
     g.add_argument("--seed", type=nonneg_int, default=0,
-                   help="base seed; every cell and seed derives its own stream from it (default 0)")
+                   help="base seed; every cell and seed derives its own stream from it (default %(default)s)")
     g.add_argument("--quick", action="store_true", help="a small grid for a smoke test")
     g.add_argument("--out", default=None,
                    help=f"directory for results and the run cache (default {default_out})")
-    g.add_argument("--figures", default=None,
-                   help="directory for figures (default OUT/figures with --out, else figures/)")
-    g.add_argument("--no-figures", action="store_true", help="skip the figures")
+    if figures_dir:
+        g.add_argument("--figures", default=None,
+                       help="directory for figures (default OUT/figures with --out, else figures/)")
+        g.add_argument("--no-figures", action="store_true", help="skip the figures")
+    else:
+        g.add_argument("--no-figures", action="store_true",
+                       help="skip the figures (written under OUT/figures, beside the README.md that shows them)")
+    g.add_argument("--venue", type=one_of(VENUES, "venue"), default=None,
+                   help="size and typeset every figure for this venue's page, with no titles (choices: "
+                        f"{', '.join(VENUES)}; default: sized for the screen)")
+    g.add_argument("--column", type=one_of(COLUMNS, "column"), default="half",
+                   help="with --venue: one column of the page (half) or the full text width "
+                        "(default %(default)s)")
     g.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     g.add_argument("-j", "--jobs", type=positive_int, default=None, help="worker processes (default: all cores)")
     g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT", help="run on this Dask scheduler")
@@ -231,6 +253,25 @@ def add_sweep_options(parser: argparse.ArgumentParser, default_out: str) -> None
                    help=f"give up when the scheduler does not answer within this time (default {SCHEDULER_TIMEOUT:g})")
     g.add_argument("--no-cache", action="store_true", help="recompute runs that are already in the cache")
     g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def figures_dir(args: argparse.Namespace, default_out: str) -> Path:
+    """Where a sweep command writes its figures (checked like every output path)."""
+    if not hasattr(args, "figures"):  # a command that keeps its figures beside its results (the report)
+        return output_dir(Path(args.out or default_out) / "figures", "--out")
+    fig = args.figures
+    if fig is None:
+        fig = Path(args.out) / "figures" if args.out else Path("figures")
+    return output_dir(fig, "--figures")
+
+
+def apply_figure_style(args: argparse.Namespace) -> None:
+    """The figures of this command in the style --venue and --column ask for (the screen default without)."""
+    from deprl_theory.plotting import set_figure_style
+
+    if args.venue is None and args.column != "half":
+        raise UsageError("--column sizes the figures for a --venue; give the venue too")
+    set_figure_style(args.venue, args.column)
 
 
 def sweep_options(args: argparse.Namespace, default_out: str, cells: Sequence[dict] | None = None,
@@ -252,8 +293,8 @@ def sweep_options(args: argparse.Namespace, default_out: str, cells: Sequence[di
             check_memory(cells_memory(cells, seeds), processes=processes, what="the largest cell")
     figures = None
     if not args.no_figures:
-        fig = args.figures if args.figures else (Path(args.out) / "figures" if args.out else Path("figures"))
-        figures = output_dir(fig, "--figures")
+        figures = figures_dir(args, default_out)
+    apply_figure_style(args)
     scheduler = None
     if args.scheduler is not None:
         from deprl_theory.sweep.executors import SchedulerUnreachable, connect_scheduler

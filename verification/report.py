@@ -52,7 +52,7 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--replot", action="store_true",
                    help="rebuild figures, tables and README.md from the cached runs only; simulate nothing")
-    add_sweep_options(p, DEFAULT_OUT)
+    add_sweep_options(p, DEFAULT_OUT, figures_dir=False)
     return p
 
 

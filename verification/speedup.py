@@ -40,13 +40,14 @@ from verification._cli import (
     add_problem_options,
     add_step_options,
     add_sweep_options,
+    apply_figure_style,
     cell_overrides,
     dump_json,
+    figures_dir,
     margin,
     nonneg_float,
     one_of,
     opened_sweep,
-    output_dir,
     positive_float,
     positive_int,
     run_main,
@@ -162,13 +163,14 @@ def write_outputs(result: SpeedupResult, out: Path, figures: Path | None, argv: 
     write_csv_atomic(out / "speedup.csv", run_rows(result.records))
     paths = []
     if figures is not None:
-        from deprl_theory.plotting import save_figure, speedup_figures
+        from deprl_theory.plotting import save_figure, speedup_captions, speedup_figures
 
-        s = result.study.settings()
         for m in FIT_METRICS:
-            figs = speedup_figures(result, m, title=f"{s['algorithm']}, {s['topology']}, {s['problem']}:")
+            figs = speedup_figures(result, m)
+            captions = speedup_captions(result, m, figs)
             for name, fig in figs.items():
-                paths += [str(q) for q in save_figure(fig, figures, f"speedup_{name}_{m}")]
+                summary.setdefault("captions", {})[f"speedup_{name}_{m}"] = captions[name]
+                paths += [str(q) for q in save_figure(fig, figures, f"speedup_{name}_{m}", caption=captions[name])]
     summary["figures"] = paths
     summary["outputs"] = {"csv": str(out / "speedup.csv"), "summary": str(out / "summary.json")}
     summary["seconds"] = time.perf_counter() - t0
@@ -182,9 +184,8 @@ def replot(args) -> tuple[SpeedupResult, Path, Path | None]:
     from deprl_theory.sweep import CacheMiss
 
     out = Path(args.out or DEFAULT_OUT)
-    figures = None
-    if not args.no_figures:  # where a run would draw them (see sweep_options)
-        figures = output_dir(args.figures or (out / "figures" if args.out else Path("figures")), "--figures")
+    figures = None if args.no_figures else figures_dir(args, DEFAULT_OUT)  # where a run would draw them
+    apply_figure_style(args)
     try:
         result = load_speedup(out, progress=not args.no_progress)
     except (FileNotFoundError, CacheMiss, ValueError) as exc:
