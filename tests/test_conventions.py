@@ -71,3 +71,90 @@ def test_results_come_as_dataframes(tmp_path):
     assert len(long) == 12 * 4 and {"metric", "value", "final_subspace", "final_excess_risk"} <= set(long.columns)
     g = long[long.metric == "G"].sort_values(["N", "K", "seed"])["value"].to_numpy()
     assert g == pytest.approx(runs.sort_values(["N", "K", "seed"])["averages.G"].to_numpy())
+
+
+# --------------------------------------------------------------------------- help that matches what runs
+HELP_TOOLS = ("speedup", "calibrate", "report", "spectral", "bound", "graphs", "run", "design", "regime", "bench")
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _claimed_defaults(parser):
+    """(action, the text after 'default' in its printed help) for every option whose help states a default."""
+    import argparse
+
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if not action.help or action.help == argparse.SUPPRESS or not action.option_strings:
+            continue
+        if isinstance(action, (argparse._StoreTrueAction, argparse._HelpAction, argparse._VersionAction,
+                               argparse.BooleanOptionalAction)):
+            continue
+        text = formatter._expand_help(action)
+        for m in re.finditer(r"\(default:? (.*?)(?:\)(?:\s|$|,|;)|;|\)$)", text):
+            yield action, m.group(1).strip(), text
+
+
+def _agrees(default, claim: str) -> bool:
+    if isinstance(default, (list, tuple)):
+        return claim.startswith(" ".join(map(str, default)))
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        m = _NUMBER.match(claim)
+        return bool(m) and float(m.group(0)) == float(default)
+    return claim.startswith(str(default))
+
+
+@pytest.mark.parametrize("tool", HELP_TOOLS)
+def test_every_printed_default_is_the_parsers_default(tool):
+    """A help line's '(default X)' is the parser's default; a default the command resolves later says from what."""
+    parser = importlib.import_module(f"verification.{tool}").build_parser()
+    claims = list(_claimed_defaults(parser))
+    assert claims
+    for action, claim, text in claims:
+        if action.default is None:  # resolved when the command runs: from --quick, or a rule in words
+            assert not _NUMBER.match(claim) or "--quick" in text, (action.option_strings, text)
+        else:
+            assert _agrees(action.default, claim), (action.option_strings, action.default, claim)
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_defaults_resolved_at_run_time_are_the_ones_printed(quick):
+    """For the options whose default depends on --quick, the study the command builds has the printed values."""
+    from verification import spectral, speedup
+
+    argv = ["--quick"] if quick else []
+    for tool, attrs in ((speedup, {"--rounds": "rounds", "--seeds": "seeds"}),
+                        (spectral, {"--n": "n", "--gaps": "gaps", "--rounds": "rounds", "--seeds": "seeds"})):
+        parser = tool.build_parser()
+        study = tool.study_from(parser.parse_args(argv))
+        study = study[0] if isinstance(study, tuple) else study
+        for action, claim, text in _claimed_defaults(parser):
+            name = next((attrs[o] for o in action.option_strings if o in attrs), None)
+            if name is None:
+                continue
+            if quick:
+                claim = re.search(r";\s*(?:with --quick )?([^;)]*?)(?: with --quick)?\)", text).group(1)
+            value = getattr(study, name)
+            if name == "seeds" and getattr(study, "looks", ()):
+                value = study.looks[0]
+            assert _agrees(list(value) if isinstance(value, tuple) else value, claim), (tool.PROG, name, claim)
+
+
+def test_the_shared_option_groups_are_shared_as_the_readme_says():
+    from verification._cli import SHARED_GROUP
+
+    readme = (ROOT / "README.md").read_text()
+    sweep = re.search(r"The sweep commands \(([^)]*)\) share these options", readme).group(1).split(", ")
+    groups = {}
+    for tool in sweep:
+        parser = importlib.import_module(f"verification.{tool}").build_parser()
+        group = next(g for g in parser._action_groups if g.title == SHARED_GROUP)
+        groups[tool] = {o for a in group._group_actions for o in a.option_strings}
+        options = {o for a in parser._actions for o in a.option_strings}
+        for kind, probe in (("problem", "--heterogeneity"), ("step", "--tau")):
+            takers = re.search(rf"The {kind} options \(.*?\) are\s+taken by ([a-z ,\n]+?)[;.]", readme, re.S).group(1)
+            named = {t.strip() for t in re.split(r",|\band\b", takers) if t.strip()}
+            assert (probe in options) == (tool in named), (tool, kind, named)
+    everyone = set.intersection(*groups.values())
+    for tool, opts in groups.items():
+        extra = opts - everyone
+        assert extra <= {"--figures"} and (tool == "report") == ("--figures" not in opts), (tool, extra)

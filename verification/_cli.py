@@ -374,7 +374,7 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("problem")
     g.add_argument("--problem", type=one_of(("linear", "nonlinear"), "problem"), default="linear",
-                   help="linear or nonlinear (default linear)")
+                   help="linear or nonlinear (default %(default)s)")
     g.add_argument("--dim", type=positive_int, default=20, help="input dimension d (default 20)")
     g.add_argument("--rank", type=positive_int, default=3, help="representation rank r (default 3)")
     g.add_argument("--true-rank", type=positive_int, default=None, metavar="R",

@@ -84,7 +84,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--n", type=positive_int, nargs="+", default=[8, 32, 128], metavar="N",
                    help="worker counts of the throughput comparison (default: 8 32 128)")
     p.add_argument("--samplers", nargs="+", choices=SAMPLERS, default=list(SAMPLERS), metavar="SAMPLER",
-                   help=f"minibatch samplers to time: {', '.join(SAMPLERS)} (default: both)")
+                   help=f"minibatch samplers to time: {', '.join(SAMPLERS)} (default: {' '.join(SAMPLERS)})")
     p.add_argument("--seeds", type=positive_int, default=5, help="seeds S advanced together (default 5)")
     p.add_argument("--rounds", type=positive_int, default=None, metavar="K",
                    help="engine rounds per timing (default: calibrated to --seconds, in whole chunks of "

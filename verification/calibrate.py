@@ -80,8 +80,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--reps", type=positive_int, default=None,
                    help="planted data sets per case (default 2000; 600 with --quick)")
     d = p.add_argument_group("procedure (as in speedup)")
-    d.add_argument("--looks", type=positive_int, nargs="+", default=None, metavar="S",
-                   help="seeds at each planned look (default 8 10 13 16 20 25 32 40 51 64)")
+    d.add_argument("--looks", type=positive_int, nargs="+", default=list(DEFAULT_LOOKS), metavar="S",
+                   help=f"seeds at each planned look (default {' '.join(map(str, DEFAULT_LOOKS))})")
     d.add_argument("--design", type=one_of(tuple(DESIGNS), "design"), default=DEFAULT_DESIGN,
                    help="obrien-fleming (default) or pocock")
     d.add_argument("--margin", type=margin, default=0.1, help="verdict margin m (default 0.1)")

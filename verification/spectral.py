@@ -81,28 +81,35 @@ QUICK = {"n": 8, "gaps": (0.5, 0.1, 0.056), "rounds": (250, 500, 1000, 2000), "s
          "law_n": (4, 8), "law_gaps": (0.1, 0.075, 0.056), "held_out": ((12, 0.065),), "named": (("star", 8),)}
 
 
+def _words(values) -> str:
+    return " ".join(map(str, values))
+
+
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog=PROG, description="Consensus error and transient against the spectral gap.")
     g = p.add_argument_group("grid")
-    g.add_argument("--n", type=positive_int, help="workers N (default 16; 8 with --quick)")
+    g.add_argument("--n", type=positive_int, help=f"workers N (default 16; {QUICK['n']} with --quick)")
     g.add_argument("--gaps", type=unit_float, nargs="+",
-                   help=f"spectral gaps in (0, 1] (default {' '.join(map(str, DEFAULT_GAPS))})")
+                   help=f"spectral gaps in (0, 1] (default {_words(DEFAULT_GAPS)}; {_words(QUICK['gaps'])} "
+                        "with --quick)")
     g.add_argument("--topologies", type=one_of(TOPOLOGIES, "topology"), nargs="*",
-                   help=f"named topologies (default {' '.join(NAMED_TOPOLOGIES)})")
+                   help=f"named topologies (default {_words(NAMED_TOPOLOGIES)}; {_words(QUICK['topologies'])} "
+                        "with --quick)")
     g.add_argument("--rounds", type=positive_int, nargs="+",
-                   help=f"K grid (default {' '.join(map(str, DEFAULT_ROUNDS))})")
-    g.add_argument("--seeds", type=positive_int, help="seeds per cell (default 4; 3 with --quick)")
+                   help=f"K grid (default {_words(DEFAULT_ROUNDS)}; {_words(QUICK['rounds'])} with --quick)")
+    g.add_argument("--seeds", type=positive_int, help=f"seeds per cell (default 4; {QUICK['seeds']} with --quick)")
     g.add_argument("--factor", type=positive_float, default=1.25,
                    help="transient: Gbar within this factor (> 1) of the reference (default 1.25)")
     law = p.add_argument_group("transient law K0 ~ N^a (1-rho)^-q (exact-gap family; shares the K grid)")
     law.add_argument("--no-law", action="store_true", help="skip the transient law, its table and held-out check")
     law.add_argument("--law-n", type=positive_int, nargs="+",
-                     help=f"worker counts of the fit (default {' '.join(map(str, LAW_N))}; 4 8 with --quick)")
+                     help=f"worker counts of the fit (default {_words(LAW_N)}; {_words(QUICK['law_n'])} with --quick)")
     law.add_argument("--law-gaps", type=unit_float, nargs="+",
-                     help=f"gaps of the fit (default {' '.join(map(str, LAW_GAPS))})")
+                     help=f"gaps of the fit (default {_words(LAW_GAPS)}; {_words(QUICK['law_gaps'])} with --quick)")
     law.add_argument("--held-out", type=_held_out, nargs="+", metavar="N:GAP",
                      help="points outside the fitted grid to check the law on (default "
-                          + " ".join(f"{n}:{g}" for n, g in HELD_OUT) + ")")
+                          + " ".join(f"{n}:{g}" for n, g in HELD_OUT) + "; "
+                          + " ".join(f"{n}:{g}" for n, g in QUICK["held_out"]) + " with --quick)")
     law.add_argument("--named-checks", type=_named, nargs="*", metavar="TOPOLOGY:N",
                      help="named graphs run at every K to check the law on (default "
                           + " ".join(f"{t}:{n}" for t, n in NAMED_CHECKS) + "; none without a value)")

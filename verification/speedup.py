@@ -96,12 +96,13 @@ def build_parser() -> ArgumentParser:
     o.add_argument("--design", type=one_of(tuple(DESIGNS), "design"), default=DEFAULT_DESIGN,
                    help="boundary of the group-sequential design: obrien-fleming (default) or pocock")
     o.add_argument("--interval", type=one_of(INTERVALS, "interval"), default="hall",
-                   help="interval of s: hall (default: Hall's skewness-corrected t test inverted, at levels up to "
-                        "0.999; Fieller's above) or fieller (Fieller's t interval at every level)")
+                   help="interval of s (default %(default)s): hall inverts Hall's skewness-corrected t test at "
+                        "levels up to 0.999 (Fieller's interval above); fieller is Fieller's t interval at every "
+                        "level")
     o.add_argument("--companion", type=one_of(COMPANION_RULES, "companion rule"), default="auto",
                    help="run exact averaging (W = 11^T/N) on the same instances and seeds to separate the rate "
-                        "from the transient: auto (default: when the graph mixes, rho > 0, and the grid's "
-                        "verdict is not linear), always or never")
+                        "from the transient (default %(default)s): auto runs it when the graph mixes, rho > 0, and "
+                        "the grid's verdict is not linear; always; or never")
     o.add_argument("--transient-tol", type=nonneg_float, default=0.15,
                    help="measured transient: drop the smallest K of an N while the local log-log slope differs "
                         "from that N's tail slope by more than this (default 0.15; 0 keeps every cell)")
