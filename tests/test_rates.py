@@ -196,3 +196,45 @@ def test_hall_correction_changes_little_on_gaussian_seeds_and_nothing_above_its_
     assert "Hall" in hall.speedup_ci.method
     extreme = fit_rate(N, K, vals, ci=0.99999, skew_correction=True)
     assert extreme.speedup_ci == fit_rate(N, K, vals, ci=0.99999).speedup_ci
+
+
+def _claims_hold(reason: str, lo: float, hi: float, k_lo: float, k_hi: float, m: float) -> list[str]:
+    """Every claim the sentence makes about its own intervals, checked against them; returns the false ones."""
+    checks = {
+        "reaches 0": k_lo < 0 <= k_hi,
+        "lies at or above 0": k_lo >= 0,
+        f"lies below m = {m:g}": hi < m,
+        f"lies below 1 - m = {1 - m:g}": hi < 1 - m,
+        f"lo >= 1 - m = {1 - m:g}": lo >= 1 - m,
+        "<= 1 + m too": hi <= 1 + m,
+        "> 1 + m: s may also be faster": hi > 1 + m,
+        f"lies above 1 + m = {1 + m:g}": lo > 1 + m,
+        "contains 0": lo <= 0 <= hi,
+        f"reaches past m = {m:g}": hi > m,
+        f"straddles 1 - m = {1 - m:g}": lo < 1 - m <= hi,
+        "excludes -0.5 by more than": k_hi < -0.5 - m or k_lo > -0.5 + m,
+        "the CI of s is unbounded": not (np.isfinite(lo) and np.isfinite(hi)),
+    }
+    return [claim for claim, true in checks.items() if claim in reason and not true]
+
+
+def test_every_verdict_sentence_is_true_of_its_own_numbers():
+    """Intervals on each side of every threshold: no sentence says what its numbers contradict."""
+    from deprl_theory.inference.fit import ConfidenceInterval as CI
+
+    m, eps = 0.1, 1e-3
+    edges = sorted({v + d for v in (-0.5, 0.0, m, 1 - m, 1 + m, 1.5) for d in (-eps, eps)} | {-np.inf, np.inf})
+    k_edges = [(-0.7, -0.55), (-0.58, -0.42), (-0.45, -0.3), (-0.05, 0.02), (0.10, 0.14), (-0.3, 0.05),
+               (-0.7, -0.5 - m - eps), (-0.4 + eps, -0.2)]
+    seen = set()
+    for k_lo, k_hi in k_edges:
+        for i, lo in enumerate(edges):
+            for hi in edges[i:]:
+                if not lo <= hi or lo == hi == np.inf or lo == hi == -np.inf:
+                    continue
+                fit = RateFit(-0.5, (k_lo + k_hi) / 2, 0.0, 1.0, CI(-0.6, -0.4), CI(k_lo, k_hi),
+                              CI(lo, hi, 0.95), 16, 8, 1.0)
+                v = speedup_verdict(fit, margin=m)
+                assert not _claims_hold(v.reason, lo, hi, k_lo, k_hi, m), (lo, hi, k_lo, k_hi, v.reason)
+                seen.add(v.word)
+    assert seen == {"none", "inconclusive", "sublinear", "linear", "superlinear"}

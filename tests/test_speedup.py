@@ -363,3 +363,36 @@ def test_rounds_auto_keeps_growing_while_the_fitted_e_K_is_off_the_rate_and_the_
     done = {n: {**r, "reached": True, "to_target": 1e6} for n, r in at_rate.regime.items()}
     grown, why = _extend_rounds(at_rate.study, replace(at_rate, regime=done), 256_000, time.monotonic() + 600)
     assert grown is None and why == "every N reached the asymptotic regime"
+
+
+def test_an_unbounded_interval_is_said_in_a_word_with_its_reason(cli, tmp_path):
+    """Local-only training: e_K's CI reaches 0, so s has no finite CI; the table says so instead of [-inf, +inf]."""
+    run = cli("speedup", "--n", "4", "8", "16", "--quick", "--algorithm", "local", "--out", str(tmp_path / "o"),
+              "--no-figures", "--no-progress", "--jobs", "1")
+    assert run.returncode == 0, run.stderr
+    assert "inf" not in run.stdout and "nan" not in run.stdout
+    assert "unbounded" in run.stdout and "unbounded: the CI of e_K reaches 0" in run.stdout
+
+
+def test_the_run_tally_counts_only_an_earlier_invocations_cache(tmp_path):
+    """A fresh folder: everything analysed was computed now; the same call again: everything from the cache."""
+    from deprl_theory import SweepOptions
+    from deprl_theory.experiments.speedup import run_speedup
+
+    study = SpeedupStudy(n=(4, 8, 16), rounds=(100, 200), seeds=2, looks=(2, 3, 4), companion="always",
+                         cell={"dim": 8, "rank": 2})
+    options = SweepOptions(out=tmp_path, executor="serial", progress=False)
+    first, _ = run_speedup(study, options)
+    assert first.sweep["cached"] == 0 and first.sweep["computed"] >= first.sweep["analysed"] > 0
+    again, _ = run_speedup(study, options)
+    assert again.sweep["computed"] == 0
+    assert again.sweep["cached"] == again.sweep["analysed"] == first.sweep["analysed"]
+
+
+def test_the_header_prints_the_grid_that_ran():
+    from verification.speedup import _k_grid
+
+    same = {"rounds": [500, 1000], "rounds_per_n": {"4": [500, 1000], "8": [500, 1000]}}
+    assert _k_grid(same) == "K = [500, 1000]"
+    grown = {"rounds": [500, 1000], "rounds_per_n": {"4": [500, 1000, 2000, 64000], "8": [500, 1000]}}
+    assert "N = 4: [500, 1000, 2000, 64000]" in _k_grid(grown) and "K = [500, 1000]," not in _k_grid(grown)

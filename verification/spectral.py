@@ -179,8 +179,10 @@ def write_outputs(result: ConsensusResult, law: TransientLawResult | None, recor
     sweep = dict(summary["sweep"])
     if law is not None:
         summary["transient_law"] = law.as_dict()
-        for key in ("computed", "cached"):
-            sweep[key] = sweep.get(key, 0) + law.sweep.get(key, 0)
+    # over the runs of both studies, each once: the law reads back runs the consensus sweep has just computed,
+    # which came from this invocation, not from the cache of an earlier one
+    sweep["computed"] = sum(not r.get("cached") for r in records)
+    sweep["cached"] = sum(bool(r.get("cached")) for r in records)
     summary.update({"figures": paths, "csv": str(csv_path), "summary_json": str(out / "summary.json"),
                     "timings": {**sweep, "wall_seconds": time.monotonic() - t0}, "provenance": provenance()})
     write_json_atomic(out / "summary.json", summary)
@@ -299,7 +301,8 @@ def render(s: dict) -> str:
     lines.append(f"  figures: {', '.join(s['figures']) or '-'}")
     lines.append(f"  results: {s['csv']}, {s['summary_json']}")
     t = s["timings"]
-    lines.append(f"  time: {t['wall_seconds']:.1f} s ({t['computed']} runs computed, {t['cached']} cached)")
+    lines.append(f"  time: {t['wall_seconds']:.1f} s ({t['computed']} runs computed, {t['cached']} from an earlier "
+                 "invocation's cache)")
     return "\n".join(lines)
 
 

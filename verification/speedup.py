@@ -16,6 +16,7 @@ deprl_theory.experiments.speedup; this module parses, calls and renders.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -217,8 +218,16 @@ def _f(x) -> str:
     return f"{x:+.3f}" if abs(x) < 100 else f"{x:+.0e}"
 
 
+#: what an interval with an infinite end means, said once under the table that shows one
+UNBOUNDED = ("unbounded: the CI of e_K reaches 0, so s = e_N / e_K has no finite interval (Fieller's set is "
+             "the whole line or excludes a middle); the verdict judges convergence from e_K first")
+
+
 def _ci(c) -> str:
-    return "[   nan,    nan]" if c[0] is None or c[1] is None else f"[{_f(c[0])}, {_f(c[1])}]"
+    """An interval as ``[lo, hi]``; one with an infinite or missing end is said in a word."""
+    if c[0] is None or c[1] is None or not (math.isfinite(c[0]) and math.isfinite(c[1])):
+        return "unbounded"
+    return f"[{_f(c[0])}, {_f(c[1])}]"
 
 
 def _level(level: float) -> str:
@@ -247,6 +256,8 @@ def _table(summary: dict) -> list[str]:
     s = summary["settings"]
     lines.append(f"intervals: {s['intervals']['method']}, level {_level(summary['level'])}; "
                  f"verdict margin m = {s['margin']:g}")
+    if any("unbounded" in line for line in lines):
+        lines.append(UNBOUNDED)
     return lines
 
 
@@ -320,13 +331,21 @@ def _transient(summary: dict) -> list[str]:
     return lines
 
 
+def _k_grid(settings: dict) -> str:
+    """The K grid that ran: one list, or each N's own where --rounds auto grew them apart."""
+    per_n = settings.get("rounds_per_n") or {}
+    if all(list(v) == list(settings["rounds"]) for v in per_n.values()):
+        return f"K = {settings['rounds']}"
+    return "K reached per N: " + "; ".join(f"N = {n}: {v}" for n, v in per_n.items())
+
+
 def render(summary: dict) -> str:
     """The text report of a summary."""
     s = summary["settings"]
     lines = [
         f"DePRL linear-speedup check: {s['algorithm']} on {s['topology']} ({s['weights']}), {s['problem']} problem "
         f"d={s['dim']} r={s['rank']} b={s['batch']} tau={s['tau']} noise={s['noise']}",
-        f"grid: N = {s['n']}, K = {s['rounds']}, {s['seeds']} seeds (base seed {s['base_seed']}); "
+        f"grid: N = {s['n']}, {_k_grid(s)}, {s['seeds']} seeds (base seed {s['base_seed']}); "
         f"step rule: {s['step_rule']}", "", *_table(summary), *_sequential(summary), "", *_companion(summary),
         *_transient(summary)]
     headline = summary["metrics"][summary["metric"]]
@@ -354,8 +373,8 @@ def render(summary: dict) -> str:
             for m, v in summary["verdicts"].items()),
         f"results: {summary['outputs']['csv']}, {summary['outputs']['summary']}; "
         f"{len(figs)} figure files in {Path(figs[0]).parent if figs else '-'}",
-        f"sweep: {summary['sweep']['computed']} runs computed, {summary['sweep']['cached']} from cache; "
-        f"{summary['seconds']:.1f} s",
+        f"sweep: {summary['sweep']['computed']} runs computed, {summary['sweep']['cached']} from an earlier "
+        f"invocation's cache; {summary['seconds']:.1f} s",
     ]
     return "\n".join(lines)
 

@@ -713,6 +713,36 @@ def _flag_pre_asymptotic(result: SpeedupResult) -> SpeedupResult:
     return replace(result, fits=fits, stopping=stopping, decision=decision)
 
 
+class _Tally:
+    """Runs computed by one call of :func:`run_speedup` across its sweeps (looks, grown grids, companions).
+
+    A sweep of a later look reads the runs of earlier looks back from the
+    cache; those were computed by this call, not found from an earlier one.
+    ``applied`` sets ``computed`` (runs this call simulated, at any look or
+    grid), ``cached`` (the analysed runs an earlier call had left in the cache)
+    and ``analysed`` (the runs of the final analysis, from either).
+    """
+
+    def __init__(self) -> None:
+        self.computed: set[tuple[str, int]] = set()
+
+    @staticmethod
+    def _keys(result: SpeedupResult):
+        from ..sweep import canonical_json
+
+        for r in [*result.records, *result.companion_records]:
+            yield (canonical_json(r["params"]), int(r["seed"])), bool(r.get("cached"))
+
+    def add(self, result: SpeedupResult) -> None:
+        self.computed.update(key for key, cached in self._keys(result) if not cached)
+
+    def applied(self, result: SpeedupResult) -> SpeedupResult:
+        keys = [key for key, _ in self._keys(result)]
+        earlier = sum(key not in self.computed for key in keys)
+        return replace(result, sweep={**result.sweep, "computed": len(self.computed), "cached": earlier,
+                                      "analysed": len(keys)})
+
+
 def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, auto_rounds: bool = False,
                 max_rounds: int = 256_000, budget: float = 600.0,
                 stopping: Mapping[str, Any] | None = None) -> tuple[SpeedupResult, Any]:
@@ -741,10 +771,10 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
     if design is not None:
         study = replace(study, seeds=design.looks[0])
     auto_stop: dict[str, Any] = dict(stopping or {})
-    computed = [0]  # runs computed by every sweep of this call, for an honest tally
+    tally = _Tally()  # runs computed by this call, apart from those an earlier call left in the cache
     if design is None or auto_rounds:
         result, sweep = _sweep_once(study, options, rho, predicted)
-        computed[0] += int(result.sweep.get("computed", 0))
+        tally.add(result)
     if auto_rounds:
         workers = _local_workers(options)
         while True:
@@ -753,23 +783,20 @@ def run_speedup(study: SpeedupStudy, options: SweepOptions = SweepOptions(), *, 
                 break
             study = grown
             result, sweep = _sweep_once(study, options, rho, predicted)
-            computed[0] += int(result.sweep.get("computed", 0))
+            tally.add(result)
         auto_stop = {"rounds": {str(n): list(study.rounds_of(n)) for n in study.n}, "why": why}
     if design is None:
         if auto_stop:
             result = _flag_pre_asymptotic(replace(result, stopping=auto_stop))
-        total = int(result.sweep.get("computed", 0)) + int(result.sweep.get("cached", 0))
         write_study(options, study, {"stopping": auto_stop} if auto_stop else None)
-        return replace(result, sweep={**result.sweep, "computed": computed[0], "cached": total - computed[0]}), sweep
+        return tally.applied(result), sweep
     sweeps = {}
 
     def analyse(seeds: int, level: float) -> SpeedupResult:
         at = replace(study, seeds=seeds)
         res, sweeps[seeds] = _sweep_once(at, options, rho, predicted, level=level)
-        # the tally counts every look: runs computed at any look, and the rest of the final look's from the cache
-        computed[0] += int(res.sweep.get("computed", 0))
-        total = int(res.sweep.get("computed", 0)) + int(res.sweep.get("cached", 0))
-        res = replace(res, sweep={**res.sweep, "computed": computed[0], "cached": total - computed[0]})
+        tally.add(res)  # every look: runs computed at any look; from the cache, only what an earlier call left
+        res = tally.applied(res)
         if auto_stop:  # each look's analysis keeps what --rounds auto found and says
             res = _flag_pre_asymptotic(replace(res, stopping=auto_stop))
         return res
