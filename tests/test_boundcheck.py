@@ -145,7 +145,12 @@ def test_cli_quick_json_end_to_end(cli, tmp_path):
     assert s["label"] == ("violated" if any(p["measured_mean"] > p["bound"] for p in in_scope) else "holds")
     assert set(s["shape"]) == {"N", "K", "rho"} and all(v["label"].endswith(" in " + k) for k, v in s["shape"].items())
     assert "shape_in_scope" in s and s["shape_in_scope_note"]
-    assert "\\underbrace" in s["latex"]
+    # one conclusion on the shape, its scope stated, first the points in scope
+    summary = s["shape_summary"]
+    assert summary.startswith(f"shape over the {s['scope']['in_scope']} points in scope: ")
+    assert all(v["label"] in summary.split(";")[0] for v in s["shape_in_scope"].values())
+    if any(s["shape"][v]["label"] != s["shape_in_scope"][v]["label"] for v in s["shape"]):
+        assert f"over all {len(s['points'])} points, including" in summary
     for ext in ("png", "pdf"):
         assert (tmp_path / "figs" / f"bound_vs_measured.{ext}").stat().st_size > 0
     assert (tmp_path / "res" / "bound_points.csv").read_text().count("\n") > 4

@@ -134,3 +134,14 @@ def test_replot_without_a_cache_is_a_one_line_error(cli, tmp_path):
     res = cli("report", "--quick", "--out", "empty", "--replot")
     assert res.returncode == 2 and len(res.error_lines) == 1 and "run without --replot first" in res.stderr
     assert not (tmp_path / "empty" / "README.md").exists()
+
+
+@pytest.mark.slow
+def test_the_report_states_the_bounds_shape_as_the_bound_tool_does(quick_report):
+    """One conclusion per claim: the report's sentence on the bound's shape is the summary's, with its scope."""
+    import json
+
+    out, _ = quick_report
+    summary = json.loads((out / "report.json").read_text())["bound"]["shape_summary"]
+    assert summary.startswith("shape over the") and "points in scope" in summary
+    assert summary in (out / "README.md").read_text()

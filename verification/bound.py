@@ -211,11 +211,11 @@ def _verdicts(s: dict) -> list[str]:
                          f"max {part['max']:.3g}")
     lines.append("  largest term of the bound: "
                  + ", ".join(f"{t} at {c} points" for t, c in s["dominant_terms"].items()))
-    for key, where in (("shape", "all points"), ("shape_in_scope", "points in scope")):
-        lines.append(f"  shape of the bound over {where} ({s[key + '_note']}): "
-                     + (", ".join(v["label"] for v in s[key].values()) or "not fitted"))
+    lines.append(f"  {s['shape_summary']}")  # the one conclusion on the shape, as the report and README say it
+    for key, where in (("shape_in_scope", "points in scope"), ("shape", "all points")):
+        lines.append(f"    over {where} ({s[key + '_note']}):")
         for v in s[key].values():
-            lines.append(f"    {v['label']}: {v['reason']}")
+            lines.append(f"      {v['label']}: {v['reason']}")
     return lines
 
 

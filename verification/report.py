@@ -97,8 +97,7 @@ def _sentences(report: ReportResult) -> dict[str, str]:
                      f"a = {law['a']} {law['a CI']} and q = {law['q']} {law['q CI']} (template: 3 and 4); held out: "
                      f"{law['held out']}."),
         "bound": (f"The bound {b['label']}: {b['scope']['holds']} of {b['scope']['in_scope']} points in scope hold, "
-                  f"{b['scope']['out_of_scope']} of {b['scope']['points']} are out of scope; shape: "
-                  + ", ".join(v["label"] for v in b["shape"].values()) + "."),
+                  f"{b['scope']['out_of_scope']} of {b['scope']['points']} are out of scope; {b['shape_summary']}."),
     }
 
 

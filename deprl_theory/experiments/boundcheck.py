@@ -63,7 +63,7 @@ from .laws import PowerLawFit, ShapeVerdict, fit_power_law, shape_verdict
 __all__ = ["MEASURED", "KNOWN_CONSTANTS", "POINT_LABELS", "SHAPE_AXES", "BoundSpec", "bound_from_spec",
            "default_spec", "SymbolicAnalysis", "symbolic_analysis", "BoundCheckStudy", "BoundPoint",
            "BoundCheckResult", "analyse_boundcheck", "run_boundcheck", "missing_constants", "condition_failures",
-           "point_label", "bound_label", "shape_of"]
+           "point_label", "bound_label", "shape_of", "shape_summary"]
 
 #: what a bound may be compared with
 MEASURED = ("G", "R", "H", "aH+R")
@@ -418,7 +418,7 @@ class BoundCheckResult:
                 "run's a = alpha tau / beta, which is exactly Gbar = mean(R + H/N) under a = 1/N"
                 if not self.spec.user else f"user bound compared with the measured {self.spec.measured}")
         label, reason = bound_label([p.label for p in self.points])
-        return {"label": label, "label_reason": reason, "scope": self.scope(), "tightness": self.tightness(),
+        out = {"label": label, "label_reason": reason, "scope": self.scope(), "tightness": self.tightness(),
                 "dominant_terms": self.dominant_terms(),
                 "shape": {v: s.as_dict() for v, s in self.shape.items()},
                 "shape_fit": None if self.shape_fit is None else self.shape_fit.as_dict(),
@@ -428,6 +428,36 @@ class BoundCheckResult:
                 "note": note + "; the bound and its conditions are evaluated with the step sizes each run used",
                 "points": [p.as_dict() for p in self.points], "constants": self.constants,
                 "constants_how": self.constants_how, "settings": self.study.settings(), "sweep": self.sweep}
+        out["shape_summary"] = shape_summary(out)
+        return out
+
+
+def shape_summary(summary: Mapping[str, Any]) -> str:
+    """The one sentence on the bound's shape, with its scope, that every output quotes (CLI, report, README).
+
+    The conclusion is the shape over the points in scope (where the bound's
+    conditions hold, the only points the theorem speaks of); the shape over
+    all points follows, labelled as such, when it reads differently.
+    """
+    sc = summary["scope"]
+
+    def words(shape: Mapping[str, Any]) -> str:
+        parts = []
+        for v in shape.values():
+            ci = v.get("ci")
+            parts.append(v["label"] + ("" if v.get("exponent") is None else
+                                       f" ({v['exponent']:+.3f}" + ("" if ci is None else
+                                                                    f" [{ci[0]:+.3f}, {ci[1]:+.3f}]") + ")"))
+        return ", ".join(parts)
+
+    inside, everywhere = summary.get("shape_in_scope") or {}, summary.get("shape") or {}
+    head = (f"shape over the {sc['in_scope']} points in scope: {words(inside)}" if inside else
+            f"shape over the points in scope: not fitted ({summary.get('shape_in_scope_note') or 'no points'})")
+    same = [v["label"] for v in inside.values()] == [v["label"] for v in everywhere.values()]
+    if not everywhere or same or sc["out_of_scope"] == 0:
+        return head
+    return (f"{head}; over all {sc['points']} points, including the {sc['out_of_scope']} out of scope where the "
+            f"theorem claims nothing: {words(everywhere)}")
 
 
 def _measured(result: Mapping[str, Any], name: str, a: float) -> float:
