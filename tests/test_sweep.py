@@ -554,3 +554,17 @@ def test_cells_that_fail_for_one_cause_are_said_in_one_line(cli, monkeypatch):
     assert run.stderr.strip().splitlines() == [
         "python -m verification.speedup: no cell finished: 6 cells failed (exponential, N = 4, K = 100; exponential, "
         "N = 4, K = 200; exponential, N = 8, K = 100; ...), all with: FloatingPointError: the same cause everywhere"]
+
+
+def test_the_time_left_counts_the_work_announced_after_the_sweep():
+    """A report's bar also counts the companions it may run next: half the work done with as much to follow."""
+    from deprl_theory.sweep.progress import Progress
+
+    bar = Progress(total=4, cached=0, enabled=False, work=100.0, after=100.0)
+    bar.start -= 50.0  # 50 s elapsed
+    bar.done, bar.work_done = 2, 50.0
+    assert bar.eta() == "2:30"  # 50 of 100 units left in the sweep, 100 after it: 150 units at 1 unit/s
+    alone = Progress(total=4, cached=0, enabled=False, work=100.0)
+    alone.start -= 50.0
+    alone.done, alone.work_done = 2, 50.0
+    assert alone.eta() == "0:50"

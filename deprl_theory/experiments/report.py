@@ -150,8 +150,13 @@ def run_report(study: ReportStudy, options: SweepOptions = SweepOptions(), *, co
     start = time.monotonic()
     options = replace(options, compute=compute and options.compute)
     cells, seeds = study.grid()
+    # the exact-averaging companions that may run after the main sweep (where a graph mixes and the rule may ask):
+    # the progress bar's time left counts their work, so that it estimates the whole report
+    later = sum(cell_cost(c) * s.seeds for s in study.speedup_studies().values()
+                if s.companion != "never" and graph_mixes(s, s.mixing_rates()) for c in s.companion_cells())
     sweep = run_sweep(simulate_cell, cells, seeds, base_seed=study.base_seed, task_version=TASK_VERSION,
-                      cost=cell_cost, validate=validate_result, label="study", **options.kwargs())
+                      cost=cell_cost, validate=validate_result, label="study", work_after=later,
+                      **options.kwargs())
     sweep.require_records()  # every cell failed: say how many, and the first cause
     records = sweep.records
     constants: dict[int, Any] = {}

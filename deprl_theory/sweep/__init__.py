@@ -378,6 +378,7 @@ def run_sweep(
     warn: Callable[[str], None] = _warn_stderr,
     compute: bool = True,
     label: str | None = None,
+    work_after: float = 0.0,
 ) -> SweepResult:
     """Run ``task`` on every cell for every seed, reusing and filling the results cache.
 
@@ -428,6 +429,9 @@ def run_sweep(
         missing (a re-plot that must not simulate anything).
     label : str, optional
         Name on the progress bar (default: the task's name).
+    work_after : float, default 0
+        Work (in ``cost`` units, times seeds) the caller will run after this
+        sweep; the progress bar's time left counts it.
 
     Returns
     -------
@@ -475,7 +479,8 @@ def run_sweep(
         run.batch_cost = lambda params: float(cost(dict(params)))
     todo = sum(run.batch_cost(b[1]) * len(b[2]) for b in run.batches)
     run.bar = Progress(len(cell_list), len(cell_list) - len(run.batches), progress,
-                       label=label or name.rsplit(".", 1)[-1], work=todo)
+                       label=label or name.rsplit(".", 1)[-1], work=todo,
+                       after=float(work_after) if cost is not None else 0.0)
     try:
         execute(run.batches, task, base_seed, executor, jobs, scheduler, run.on_done)
     finally:

@@ -38,14 +38,18 @@ class Progress:
     work : float, optional
         The total work of the cells to compute (e.g. rounds x workers): the
         estimate of the time left then weighs cells by their work.
+    after : float
+        Work, in the same units, that the caller will run after this sweep
+        (e.g. the companions a report may add): counted in the time left, so
+        that the estimate is of the whole command, not of this bar alone.
     """
 
     def __init__(
         self, total: int, cached: int, enabled: bool, label: str = "", stream: TextIO | None = None,
-        work: float | None = None,
+        work: float | None = None, after: float = 0.0,
     ):
         self.total, self.cached, self.done, self.failed = total, cached, cached, 0
-        self.work, self.work_done = work, 0.0
+        self.work, self.work_done, self.after = work, 0.0, float(after)
         self.start = time.monotonic()
         self.enabled = enabled and total > 0
         self.bar = None
@@ -70,7 +74,7 @@ class Progress:
         if computed == 0:
             return "?"
         if self.work and self.work_done > 0:
-            return format_seconds(elapsed / self.work_done * max(self.work - self.work_done, 0.0))
+            return format_seconds(elapsed / self.work_done * (max(self.work - self.work_done, 0.0) + self.after))
         return format_seconds(elapsed / computed * remaining)
 
     def _status(self) -> str:
