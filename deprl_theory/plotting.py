@@ -453,7 +453,9 @@ def speedup_captions(result: "SpeedupResult", metric: str, figures: Mapping[str,
         band_note = (f" The seed band is at most {notes['band_pt']:.2f} pt tall, narrower than the drawn line, "
                      "so it is hidden under the line.")
     k_eps = result.k_eps[metric]
-    ext = [n for n in Ns if k_eps.extrapolated.get(n)]
+    own = [n for n in Ns if k_eps.extrapolated.get(n)]
+    hollow = (f" (every point: S(N) divides by K_eps(N_min), and K_eps at N = {Ns[0]} is extrapolated)"
+              if k_eps.extrapolated.get(Ns[0]) else f" (N = {', '.join(map(str, own))})" if own else "")
     band_words = ("No band: there is no fit of s, or its CI is unbounded. "
                   if _speedup_band(result, metric, Ns) is None else
                   f"Line and band: (N/N_min)^s at the fitted s = {fit.speedup:.3f} and over its CI "
@@ -468,7 +470,7 @@ def speedup_captions(result: "SpeedupResult", metric: str, figures: Mapping[str,
         "speedup": (f"Speedup S(N) = K_eps(N_min) / K_eps(N), the ratio of rounds the seed-mean curve needs to reach "
                     f"eps = {k_eps.eps:.3g} ({_WORDS.get(metric, metric).split(' (')[0]}). Markers: K_eps from a power "
                     f"law fitted to each N's curve, hollow where it lies outside the measured K range"
-                    + (f" (N = {', '.join(map(str, ext))})" if ext else "") + ". "
+                    + hollow + ". "
                     + band_words
                     + f"Dashed: ideal linear speedup N / N_min. {setting}. {word}"),
     }

@@ -133,6 +133,7 @@ def test_replot_simulates_nothing(quick_report, monkeypatch):
 def test_replot_without_a_cache_is_a_one_line_error(cli, tmp_path):
     res = cli("report", "--quick", "--out", "empty", "--replot")
     assert res.returncode == 2 and len(res.error_lines) == 1 and "run without --replot first" in res.stderr
+    assert "compute=" not in res.stderr and "nothing was simulated" in res.stderr  # the command line's words
     assert not (tmp_path / "empty" / "README.md").exists()
 
 
