@@ -568,3 +568,19 @@ def test_the_time_left_counts_the_work_announced_after_the_sweep():
     alone.start -= 50.0
     alone.done, alone.work_done = 2, 50.0
     assert alone.eta() == "0:50"
+
+
+@pytest.mark.slow
+def test_a_task_defined_in_an_unguarded_script_fails_saying_why_and_how_out(tmp_path):
+    """The one case spawned workers cannot serve: the failure line names the cause and the three ways out."""
+    script = tmp_path / "mine.py"
+    script.write_text(
+        "from deprl_theory.sweep import run_sweep\n\n"
+        "def task(params, seeds, base_seed):\n"
+        "    return {s: {'x': params['a'] * s} for s in seeds}\n\n"
+        "r = run_sweep(task, [{'a': 1}, {'a': 2}], [0, 1], progress=False, jobs=2)\n"
+        "print('LINE:', r.failure_line())\n")
+    proc = _python([str(script)], tmp_path)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("LINE:"))
+    assert "2 cells failed" in line and "defined in the script being run" in line
+    assert "__main__" in line and "executor='serial'" in line

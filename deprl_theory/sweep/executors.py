@@ -155,6 +155,19 @@ def _caller_script_not_rerun(task: Callable) -> Iterator[None]:
         main.__dict__.update(saved)
 
 
+def _main_script_hint(task: Callable, exc: BaseException) -> str:
+    """Why a pool broke when the task lives in the running script, and the ways out ('' otherwise)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    main = sys.modules.get("__main__")
+    if not isinstance(exc, BrokenProcessPool) or getattr(task, "__module__", "") != "__main__" \
+            or getattr(main, "__file__", None) is None:
+        return ""
+    return ("the task is defined in the script being run, so each worker runs the script again as it starts; "
+            "put the sweep under if __name__ == '__main__':, move the task to a module of its own, "
+            "or use executor='serial'")
+
+
 def _execute_processes(batches: list[Batch], task: Callable, base_seed: int, jobs: int | None,
                        on_done: OnDone) -> None:
     workers = min(jobs or os.cpu_count() or 1, len(batches))
@@ -175,6 +188,9 @@ def _execute_processes(batches: list[Batch], task: Callable, base_seed: int, job
                 outcome = future.result()
             except Exception as exc:  # e.g. a worker died (BrokenProcessPool) or pickling failed
                 outcome = _infrastructure_failure(exc)
+                hint = _main_script_hint(task, exc)
+                if hint:
+                    outcome["error"] = f"{outcome['error']} ({hint})"
             on_done(futures[future], outcome)
     except BaseException:
         for future in futures:
