@@ -74,7 +74,8 @@ class Constants:
     ``sigma_phi2``, ``delta2``: variances). The bound is written in the
     paper's symbols, ``sigma_theta``, ``sigma_phi`` and ``delta`` (their
     square roots); :meth:`symbols` gives the values under those names, and
-    :func:`~deprl_theory.bound.evaluate` takes this object directly:
+    :func:`~deprl_theory.bound.evaluate` takes this object directly (after the
+    table, an example).
 
     ========================  ==========================  ==========================================
     bound symbol              stored estimate             what
@@ -88,9 +89,10 @@ class Constants:
     ``Delta``                 ``Delta``                   initial gap F(x_0) - F*
     ========================  ==========================  ==========================================
 
-    >>> from deprl_theory.bound import default_bound, evaluate, substitute   # doctest: +SKIP
-    >>> C = estimate_constants(problem)                                       # doctest: +SKIP
-    >>> evaluate(bound, C, c=0.5, tau=5, N=8, K=1000)["total"]                # doctest: +SKIP
+    Example::
+
+        C = estimate_constants(problem)
+        evaluate(default_bound(), C, a=1 / 8, alpha=1e-3, beta=1e-2, tau=5, rho=0.5, N=8, K=1000)["total"]
 
     Attributes
     ----------

@@ -11,14 +11,15 @@ colour-vision deficiencies), fonts embedded in PDFs as TrueType (``pdf.fonttype
 the figures are sized for reading on screen. Inside :func:`figure_style` with a
 venue (``"aaai2024"``, ``"neurips2024"``, ``"icml2024"``, ...; see
 :data:`VENUES`), the width, the font family and the font sizes are the
-venue's, from the `tueplots <https://github.com/pnkingma/tueplots>`_ bundles, so
+venue's, from the bundles of the tueplots package, so
 that a figure is placed at 100 % in the paper and its text matches the text
-around it:
+around it::
 
->>> from deprl_theory.plotting import figure_style, save_figure, speedup_figures   # doctest: +SKIP
->>> with figure_style("aaai2024", column="half"):                                   # doctest: +SKIP
-...     for name, fig in speedup_figures(result, "G").items():
-...         save_figure(fig, "figures", name)
+    from deprl_theory.plotting import figure_style, save_figure, speedup_captions, speedup_figures
+    with figure_style("aaai2024", column="half"):
+        figs = speedup_figures(result, "G")
+        for name, fig in figs.items():
+            save_figure(fig, "figures", name, caption=speedup_captions(result, "G", figs)[name])
 """
 from __future__ import annotations
 

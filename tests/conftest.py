@@ -78,3 +78,18 @@ def cli(tmp_path) -> Cli:
     """A command-line runner whose working directory is a fresh temporary directory."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     return Cli(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def finished_speedup(tmp_path_factory):
+    """A small speedup study run once into a folder (two planned looks), shared by the storage and figure tests.
+
+    Returns ``(out, result)``. Tests may add outputs there (a summary, figures), never touch its cache.
+    """
+    from deprl_theory import SweepOptions
+    from deprl_theory.experiments.speedup import SpeedupStudy, run_speedup
+
+    out = tmp_path_factory.mktemp("finished_speedup")
+    result, _ = run_speedup(SpeedupStudy(n=(4, 8, 16), rounds=(250, 500, 1000), seeds=4, looks=(4, 6)),
+                            SweepOptions(out=out, executor="serial", progress=False))
+    return out, result

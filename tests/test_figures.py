@@ -8,8 +8,6 @@ import subprocess
 import numpy as np
 import pytest
 
-from deprl_theory import SweepOptions
-from deprl_theory.experiments.speedup import SpeedupStudy, run_speedup
 from deprl_theory.plotting import (
     FigureStyle,
     figure_style,
@@ -22,12 +20,9 @@ from deprl_theory.plotting import (
 pypdf = pytest.importorskip("pypdf")
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    out = tmp_path_factory.mktemp("study")
-    result, _ = run_speedup(SpeedupStudy(n=(4, 8, 16), rounds=(250, 500, 1000), seeds=4),
-                            SweepOptions(out=out, executor="serial", progress=False))
-    return out, result
+@pytest.fixture
+def finished(finished_speedup):
+    return finished_speedup
 
 
 def _fonts(pdf) -> list[tuple[str, str, bool]]:

@@ -12,7 +12,7 @@ from conftest import ROOT
 from deprl_theory import SweepOptions
 from deprl_theory.experiments import STUDY_KINDS, load, load_speedup
 from deprl_theory.experiments.design import DesignStudy, run_design
-from deprl_theory.experiments.speedup import SpeedupStudy, run_speedup
+from deprl_theory.experiments.speedup import SpeedupStudy
 from deprl_theory.experiments.storage import _kinds, study_as_dict, study_from_dict
 from deprl_theory.sweep import CacheMiss
 
@@ -23,11 +23,9 @@ def _options(out) -> SweepOptions:
     return SweepOptions(out=out, executor="serial", progress=False)
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    out = tmp_path_factory.mktemp("speedup")
-    result, _ = run_speedup(SpeedupStudy(**SMALL), _options(out))
-    return out, result
+@pytest.fixture
+def finished(finished_speedup):
+    return finished_speedup
 
 
 @pytest.mark.parametrize("kind", STUDY_KINDS)

@@ -524,13 +524,24 @@ def test_every_readme_python_block_runs_as_a_file_in_order(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["stdin", "-c"])
-def test_the_readme_library_block_runs_from_stdin_and_dash_c(tmp_path, how):
-    """Piped into ``python -`` or given to ``python -c``, with no guard, from an empty directory."""
+def test_the_readme_library_block_runs_from_stdin(tmp_path):
+    """Piped into ``python -``, with no guard, from an empty directory."""
     text = _readme_blocks()[0] + "\nprint('verdict:', result.verdict)\n"
-    proc = (_python(["-"], tmp_path, input=text) if how == "stdin" else _python(["-c", text], tmp_path))
+    proc = _python(["-"], tmp_path, input=text)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "verdict:" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_a_sweep_runs_on_worker_processes_from_python_dash_c(tmp_path):
+    """``python -c`` has no script to re-run: a sweep of a module's task runs on worker processes."""
+    code = ("from deprl_theory.experiments.cells import cell_params, simulate_cell\n"
+            "from deprl_theory.sweep import run_sweep\n"
+            "cells = [cell_params(N=n, K=20, dim=6, rank=2) for n in (2, 4)]\n"
+            "r = run_sweep(simulate_cell, cells, [0, 1], jobs=2, progress=False)\n"
+            "print('runs:', len(r.records), r.executor)\n")
+    proc = _python(["-c", code], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "runs: 4 processes" in proc.stdout and "Traceback" not in proc.stderr
 
 
 def _always_fails(params, seeds, base_seed):

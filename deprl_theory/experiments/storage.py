@@ -8,12 +8,11 @@ the cache read-only (``SweepOptions(compute=False)``): every fit, interval,
 look of a sequential design and verdict is recomputed from the stored runs by
 the code that made it, so the numbers are the same to the last digit, and a
 run missing from the cache is named in a :class:`~deprl_theory.sweep.CacheMiss`
-instead of being simulated.
+instead of being simulated. For example, after ``python -m verification.speedup``::
 
->>> from deprl_theory.experiments import load_speedup          # doctest: +SKIP
->>> result = load_speedup("results/speedup")                    # doctest: +SKIP
->>> result.verdict, result.sweep["computed"]                    # doctest: +SKIP
-('linear', 0)
+    from deprl_theory.experiments import load_speedup
+    result = load_speedup("results/speedup")
+    result.verdict, result.sweep["computed"]        # ('linear', 0)
 
 The bound check is not covered: its formula and symbolic analysis are inputs
 of their own (re-run ``verification.bound``, which reads the same cache).
