@@ -12,6 +12,7 @@
 * :mod:`.boundcheck` the symbolic bound against measurement: holds / violated / out of scope, and its shape
 * :mod:`.laws`       power-law fits with intervals, and the shape verdict of a bound
 * :mod:`.regime`     what delays the asymptotic regime: step constant, plateau, floor, scales
+* :mod:`.study_file` what a study asked, written beside its cache
 * :mod:`.storage`    results back from disk: :func:`load` re-analyses a finished study from its cache
 
 Each experiment is a frozen *study* (what to run), a ``run_*`` function that

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -84,7 +84,7 @@ from .cells import (
 )
 from .laws import ShapeVerdict, shape_verdict
 from .records import InsufficientData, metric_table, seed_mean
-from .storage import write_study
+from .study_file import write_study
 from .transient import measured_transient, template_K0, template_transient
 
 __all__ = ["DEFAULT_GAPS", "NAMED_TOPOLOGIES", "DEFAULT_ROUNDS", "PREDICTED_SLOPE", "PREDICTORS", "LINEARIZED_FLOOR",
@@ -142,6 +142,9 @@ class ConsensusStudy:
     ``floor`` is the local slope below which the linearized law has stopped
     applying (:func:`linearized_regime`).
     """
+
+    #: the kind under which the study is stored (``consensus.study.json``)
+    KIND: ClassVar[str] = "consensus"
 
     n: int = 16
     gaps: tuple[float, ...] = DEFAULT_GAPS

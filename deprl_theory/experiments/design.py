@@ -14,7 +14,7 @@ chi-square confidence interval.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -23,7 +23,7 @@ from ..problems import HEAD_DESIGNS
 from ..sweep import SweepOptions, run_sweep
 from .cells import TASK_VERSION, cell_cost, cell_params, check_cells, simulate_cell, validate_result
 from .records import metric_table
-from .storage import write_study
+from .study_file import write_study
 
 __all__ = ["DesignStudy", "DesignResult", "run_design", "analyse_design"]
 
@@ -31,6 +31,9 @@ __all__ = ["DesignStudy", "DesignResult", "run_design", "analyse_design"]
 @dataclass(frozen=True)
 class DesignStudy:
     """Cells (N, K) run with every head design over ``instances`` seeds."""
+
+    #: the kind under which the study is stored (``design.study.json``)
+    KIND: ClassVar[str] = "design"
 
     n: tuple[int, ...] = (4, 32)
     rounds: int = 500

@@ -20,7 +20,7 @@ the speedup cells (nothing about the metric the theorem bounds changes):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -28,7 +28,7 @@ from scipy import stats
 from ..sweep import SweepOptions, run_sweep
 from .cells import TASK_VERSION, cell_cost, cell_params, check_cells, simulate_cell, validate_result
 from .records import seed_mean
-from .storage import write_study
+from .study_file import write_study
 
 __all__ = ["RegimeStudy", "RegimeResult", "run_regime", "analyse_regime", "tail_average"]
 
@@ -36,6 +36,9 @@ __all__ = ["RegimeStudy", "RegimeResult", "run_regime", "analyse_regime", "tail_
 @dataclass(frozen=True)
 class RegimeStudy:
     """The cells of both parts; ``cell`` holds the other cell parameters (problem, graph, ...)."""
+
+    #: the kind under which the study is stored (``regime.study.json``)
+    KIND: ClassVar[str] = "regime"
 
     n: tuple[int, ...] = (4, 16)
     rounds: tuple[int, ...] = (500, 1000, 2000, 4000, 8000)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from ..constants import estimate_constants
 from ..sweep import SweepOptions, run_sweep
@@ -22,7 +22,7 @@ from .cells import TASK_VERSION, cell_cost, cell_params, cell_problem, check_cel
 from .consensus import ConsensusStudy, analyse_consensus
 from .decision import companion_needed
 from .speedup import QUICK_ROUNDS, SpeedupStudy, analyse_speedup, graph_mixes, with_companion
-from .storage import write_study
+from .study_file import write_study
 from .transient import predict_transient
 from .transient_law import TransientLawStudy, analyse_transient_law
 
@@ -45,6 +45,9 @@ SPEEDUP_RUNS: dict[str, tuple[str, str, tuple[int, ...], int, tuple[int, ...], i
 @dataclass(frozen=True)
 class ReportStudy:
     """Everything the paper kit runs. ``quick`` shrinks every grid to a smoke test of about a minute."""
+
+    #: the kind under which the study is stored (``report.study.json``)
+    KIND: ClassVar[str] = "report"
 
     quick: bool = False
     base_seed: int = 0

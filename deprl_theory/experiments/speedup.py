@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from ..sweep import SweepOptions, run_sweep
 from .cells import TASK_VERSION, cell_cost, cell_params, check_cells, checked_rho, simulate_cell, validate_result
 from .decision import COMPANION_RULES, INTERVALS, MetricFit, RateDecision, companion_needed, fit_metric, rate_decision
 from .records import diverged_runs, metric_table, run_rows, seed_mean, step_table
-from .storage import write_study
+from .study_file import write_study
 from .transient import PredictedTransient, predict_transient, transient_cells
 
 __all__ = ["FIT_METRICS", "DEFAULT_ROUNDS", "QUICK_ROUNDS", "SpeedupStudy", "MetricFit", "KEps", "SpeedupResult",
@@ -101,6 +101,9 @@ class SpeedupStudy:
         verdict is not ``linear`` (the only case where it can change the
         verdict), ``always``, or ``never``.
     """
+
+    #: the kind under which the study is stored (``speedup.study.json``)
+    KIND: ClassVar[str] = "speedup"
 
     n: tuple[int, ...] = (4, 8, 16, 32)
     rounds: tuple[int, ...] = DEFAULT_ROUNDS

@@ -24,13 +24,10 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..io import to_jsonable, write_json_atomic
 from ..sweep import SweepOptions
+from .study_file import FORMAT, study_as_dict, study_path, write_study
 
 __all__ = ["STUDY_KINDS", "study_as_dict", "study_from_dict", "write_study", "study_path", "load", "load_speedup"]
-
-#: the format of ``<kind>.study.json``
-FORMAT = 1
 
 
 def _kinds() -> dict[str, tuple[type, Callable]]:
@@ -48,20 +45,6 @@ def _kinds() -> dict[str, tuple[type, Callable]]:
 
 #: the studies :func:`load` brings back, by the kind named in their study file
 STUDY_KINDS = ("speedup", "consensus", "regime", "design", "transient_law", "report")
-
-
-def _kind_of(study: Any) -> str:
-    for kind, (cls, _) in _kinds().items():
-        if type(study) is cls:
-            return kind
-    raise TypeError(f"not a study that can be stored: {type(study).__name__} "
-                    f"(the stored kinds are {', '.join(STUDY_KINDS)})")
-
-
-def study_as_dict(study: Any) -> dict[str, Any]:
-    """The study as JSON: ``{"kind", "fields"}``, every dataclass field by name (tuples become lists)."""
-    fields = {f.name: getattr(study, f.name) for f in dataclasses.fields(study)}
-    return {"kind": _kind_of(study), "fields": to_jsonable(fields)}
 
 
 def _tuples(value: Any) -> Any:
@@ -90,26 +73,6 @@ def study_from_dict(data: Mapping[str, Any]) -> Any:
         # the cell is a parameter dict: its lists stay lists (JSON cannot tell them apart in a cache key anyway)
         values[name] = dict(value) if name == "cell" else _tuples(value)
     return cls(**values)
-
-
-def study_path(out: str | Path, kind: str) -> Path:
-    """Where the study of ``kind`` run into ``out`` is described."""
-    return Path(out) / f"{kind}.study.json"
-
-
-def write_study(options: SweepOptions, study: Any, run: Mapping[str, Any] | None = None) -> Path | None:
-    """Record ``study`` (and the keyword arguments of its ``run_*``) in ``options.out``; None without one.
-
-    Called by every ``run_*`` of a sweep study when it finishes. A read-only
-    re-analysis (``options.compute`` False) leaves the file alone.
-    """
-    if options.out is None or not options.compute:
-        return None
-    data = {"format": FORMAT, **study_as_dict(study), "run": to_jsonable(dict(run or {}))}
-    path = study_path(options.out, data["kind"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, data)
-    return path
 
 
 def _read(out: Path, kind: str | None) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -64,7 +64,7 @@ from .cells import (
 )
 from .laws import PowerLawFit, fit_power_law
 from .records import metric_table
-from .storage import write_study
+from .study_file import write_study
 from .transient import Crossing, gap_exponent, model_K0, noise_transient, template_transient, transient_crossing
 
 __all__ = ["LAW_N", "LAW_GAPS", "LAW_ROUNDS", "HELD_OUT", "NAMED_CHECKS", "TABLE_TOPOLOGIES", "TABLE_N",
@@ -91,6 +91,9 @@ _FACTORS = ("N", "1/(1-rho)")
 @dataclass(frozen=True)
 class TransientLawStudy:
     """The grid of the transient law: every N x gap x K of the exact-gap family, the reference, the held-out points."""
+
+    #: the kind under which the study is stored (``transient_law.study.json``)
+    KIND: ClassVar[str] = "transient_law"
 
     n: tuple[int, ...] = LAW_N
     gaps: tuple[float, ...] = LAW_GAPS
