@@ -9,6 +9,7 @@ import json
 import signal
 import time
 
+import numpy as np
 import pytest
 
 from deprl_theory.bound import make_bound, parse
@@ -368,3 +369,23 @@ def test_a_study_checks_its_cells_when_it_is_built(build):
     """Library studies fail where they are built, with the CLI's checks (not later, when they run)."""
     with pytest.raises(ValueError, match=r"torus needs side m >= 3|rank"):
         build()
+
+
+def test_a_homogeneous_problem_with_signal_runs_and_its_mean_is_part_of_the_instance():
+    """--head-mean: heterogeneity 0 with a nonzero mean is a problem (one head for all); mean 0 is not carried."""
+    from deprl_theory.experiments.cells import cell_params, cell_problem
+
+    assert cell_params(head_mean=0) == cell_params() and "head_mean" not in cell_params(head_mean=0.0)
+    cell = cell_params(N=4, heterogeneity=0.0, head_mean=1.0, dim=6, rank=2)
+    heads = cell_problem(cell, (0,)).heads_star  # (seeds, workers, r)
+    assert np.allclose(heads, heads[:, :1, :]) and np.abs(heads).max() > 0  # one nonzero head for every worker
+    with pytest.raises(ValueError, match="every true head is 0"):
+        cell_problem(cell_params(N=4, heterogeneity=0.0, dim=6, rank=2), (0,))
+    with pytest.raises(ValueError, match="head_mean must be a finite number"):
+        cell_params(head_mean=float("nan"))
+
+
+def test_the_signal_free_message_names_the_flags_on_the_command_line(cli):
+    run = cli("speedup", "--n", "4", "8", "16", "--heterogeneity", "0")
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert "--head-mean" in run.stderr and "head_mean" not in run.stderr.replace("--head-mean", "")

@@ -14,6 +14,7 @@ import contextvars
 import json
 import math
 import os
+import re
 import sys
 import warnings
 from contextlib import contextmanager
@@ -64,8 +65,22 @@ def user_input(what: str = "") -> Iterator[None]:
     try:
         yield
     except ValueError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = as_flags(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise UsageError(f"{what}: {msg}" if what else msg) from None
+
+
+#: library parameter names that a message may carry, and the flag a command-line user sets instead
+_FLAGS = {"head_mean": "--head-mean", "heterogeneity": "--heterogeneity", "true_rank": "--true-rank",
+          "head_rule": "--head-rule", "head_step": "--head-step", "beta_rule": "--beta-rule",
+          "beta_max": "--beta-max", "alpha_max": "--alpha-max", "n_eval": "--n-eval", "max_rounds": "--max-rounds",
+          "max_seeds": "--max-seeds", "transient_tol": "--transient-tol", "transient_factor": "--transient-factor"}
+
+
+def as_flags(message: str) -> str:
+    """A library message in the command line's words: parameter names become the flags that set them."""
+    for name, flag in _FLAGS.items():
+        message = re.sub(rf"(?<![\w-]){name}(?![\w-])", flag, message)
+    return message
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], prog: str, argv: Sequence[str] | None = None) -> None:
@@ -351,7 +366,7 @@ def one_of(names: Sequence[str], what: str) -> Callable[[str], str]:
 
 # --------------------------------------------------------------------------- the cell options
 _PROBLEM_OPTIONS = ("problem", "dim", "rank", "true_rank", "batch", "noise", "heterogeneity", "heads", "activation",
-                    "n_eval")
+                    "n_eval", "head_mean")
 _STEP_OPTIONS = ("tau", "c", "beta_rule", "head_rule", "head_step", "beta_max", "alpha_max", "sampler")
 _GRAPH_OPTIONS = ("algorithm", "topology", "weights", "gap", "p", "degree")
 
@@ -384,6 +399,9 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", type=positive_int, default=10, help="minibatch size b (default 10)")
     g.add_argument("--noise", type=nonneg_float, default=1.0, help="label noise std (default 1)")
     g.add_argument("--heterogeneity", type=nonneg_float, default=1.0, help="spread of the true heads (default 1)")
+    g.add_argument("--head-mean", type=finite_float, default=0.0, metavar="MU",
+                   help="mean of the true heads (every coordinate; default %(default)s): with --heterogeneity 0, "
+                        "a homogeneous problem with signal, where every worker has the head MU")
     g.add_argument("--heads", type=one_of(HEAD_DESIGNS, "heads design"), default="balanced",
                    help="true heads: balanced (whitened: the same task diversity for every N; needs N >= rank) "
                         "or iid (default balanced)")

@@ -64,12 +64,12 @@ CELL_DEFAULTS: dict[str, Any] = {
 #: parameters a cell carries only when they are set (the graph's own: erdos_renyi's p, random_regular's
 #: degree; the problem's true_rank, set only for a misspecified model), so that cells without them keep
 #: their keys, and with them their random streams
-OPTIONAL_KEYS = ("p", "degree", "true_rank", "beta_rule")
+OPTIONAL_KEYS = ("p", "degree", "true_rank", "beta_rule", "head_mean")
 
 #: the parameters that define the problem instance (not the run); an optional one (true_rank) enters the
 #: instance's seed only when it is set, so realizable cells keep the instances they always had
 PROBLEM_KEYS = ("problem", "dim", "rank", "noise", "heterogeneity", "heads", "activation", "n_eval", "batch",
-                "true_rank")
+                "true_rank", "head_mean")
 
 #: the metrics a cell's trace keeps
 _TRACE_METRICS = ("R", "H", "C", "G")
@@ -79,7 +79,9 @@ def cell_params(**overrides: Any) -> dict:
     """A full cell: defaults updated by ``overrides`` (unknown names are an error).
 
     ``true_rank`` (the truth's rank; None, the default, for a realizable
-    problem) must exceed ``rank`` when given.
+    problem) must exceed ``rank`` when given. ``head_mean`` (the mean of the
+    true heads, 0 by default and then not carried) gives a homogeneous problem
+    signal: with ``heterogeneity=0`` every worker has the head ``head_mean``.
     """
     unknown = set(overrides) - set(CELL_DEFAULTS) - set(OPTIONAL_KEYS)
     if unknown:
@@ -89,6 +91,13 @@ def cell_params(**overrides: Any) -> dict:
     # the theorem's step is the default and is not carried, so default cells keep their keys and streams
     if params.get("beta_rule") == BETA_RULES[0]:
         del params["beta_rule"]
+    if params.get("head_mean") is not None:  # the mean of the true heads; 0, the default, is not carried
+        if not (isinstance(params["head_mean"], (int, float)) and not isinstance(params["head_mean"], bool)
+                and math.isfinite(params["head_mean"])):
+            raise ValueError(f"head_mean must be a finite number, got {params['head_mean']!r}")
+        params["head_mean"] = float(params["head_mean"])
+        if params["head_mean"] == 0.0:
+            del params["head_mean"]
     if params.get("beta_rule") is not None and params["beta_rule"] not in BETA_RULES:
         raise ValueError(f"unknown beta rule {params['beta_rule']!r}; use one of {', '.join(BETA_RULES)}")
     true_rank = params.get("true_rank")
@@ -243,7 +252,7 @@ def cell_problem(params: Mapping[str, Any], seeds: Sequence[int], base_seed: int
     return make_problem(
         p["problem"], int(p["N"]), dim=p["dim"], rank=p["rank"], true_rank=p.get("true_rank"), noise=p["noise"],
         batch=p["batch"], heterogeneity=p["heterogeneity"], heads=p["heads"], activation=p["activation"] or "tanh",
-        n_eval=p["n_eval"] or 500,
+        n_eval=p["n_eval"] or 500, head_mean=p.get("head_mean") or 0.0,
         seed=[derive_seed(base_seed, "problem", key, int(j)) for j in seeds],
     )
 

@@ -201,8 +201,9 @@ class SpeedupStudy:
         for key in ("problem", "topology", "weights", "gap", "algorithm", "tau", "c", "head_rule", "head_step",
                     "batch", "dim", "rank", "noise", "heterogeneity", "heads", "activation"):
             out[key] = p[key]
-        if p.get("beta_rule"):
-            out["beta_rule"] = p["beta_rule"]
+        for key in ("beta_rule", "head_mean"):  # optional: carried only when set
+            if p.get(key):
+                out[key] = p[key]
         out["margin"] = self.margin
         out["intervals"] = {"method": CI_METHOD_SKEW if self.interval == "hall" else CI_METHOD, "rule": self.interval,
                             "level": FIXED_LEVEL if not self.looks else "per look (design)"}
