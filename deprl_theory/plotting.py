@@ -214,13 +214,17 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str, formats: Sequence[st
 
 
 def band(ax, x, samples: np.ndarray, *, color, label=None, q=(2.5, 97.5), marker="o", line: bool = True):
-    """Mean over seeds (markers, joined unless ``line`` is False) with a percentile band (``samples`` (len(x), S))."""
+    """Mean over seeds (markers, joined unless ``line`` is False) with a percentile band (``samples`` (len(x), S)).
+
+    Returns the band's lower and upper ends.
+    """
     samples = np.asarray(samples, dtype=float)
     with np.errstate(all="ignore"):
         mid = np.nanmean(samples, axis=1)
         lo, hi = np.nanpercentile(samples, q, axis=1) if samples.shape[1] > 1 else (mid, mid)
     ax.plot(x, mid, marker=marker, ms=3.5, color=color, label=label, ls="-" if line else "none")
     ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+    return lo, hi
 
 
 def _plain_log_ticks(axis) -> None:
@@ -344,10 +348,8 @@ def speedup_figures(result: "SpeedupResult", metric: str, *, title: str = "") ->
         bands = []
         for n, col in zip(Ns, colors):
             ks = [k for k in Ks if (n, k) in table]
-            vals = np.array([table[(n, k)] for k in ks])
-            band(ax, ks, vals, color=col, label=f"$N = {n}$", line=False)  # data: markers; the fit: dashed
-            with np.errstate(all="ignore"):
-                lo, hi = np.nanpercentile(vals, (2.5, 97.5), axis=1)
+            lo, hi = band(ax, ks, np.array([table[(n, k)] for k in ks]), color=col, label=f"$N = {n}$",
+                          line=False)  # data: markers; the fit: dashed
             bands += list(zip(ks, lo, hi))
             if fit is not None:
                 kk = np.geomspace(min(ks), max(ks), 50)

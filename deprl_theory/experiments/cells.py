@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -186,36 +186,34 @@ def check_cells(cells: Sequence[Mapping[str, Any]], base_seed: int = 0) -> dict[
 
 
 # Studies check their cells when they are built, and a run rebuilds its study at every look: a passed
-# check is remembered (keyed by every parameter but K, so an over-specific key, never a wrong one).
-_PASSED: dict[tuple[str, int], float] = {}
-_PASSED_PROBLEMS: set[tuple[str, int]] = set()
-_MEMO_SIZE = 4096
+# check is remembered (keyed by every parameter but K, so an over-specific key, never a wrong one); a
+# failed one raises again each time.
+_PASSED: dict[tuple, Any] = {}
+_MEMO_SIZE = 8192
 
 
-def _memo_key(params: Mapping[str, Any], base_seed: int) -> tuple[str, int]:
-    return json.dumps({k: v for k, v in params.items() if k != "K"}, sort_keys=True, default=str), int(base_seed)
-
-
-def _checked_rho_once(params: Mapping[str, Any], base_seed: int) -> float:
-    key = _memo_key(params, base_seed)
+def _once(what: str, params: Mapping[str, Any], base_seed: int, check: Callable[[], Any]) -> Any:
+    key = (what, json.dumps({k: v for k, v in params.items() if k != "K"}, sort_keys=True, default=str),
+           int(base_seed))
     if key not in _PASSED:
         if len(_PASSED) >= _MEMO_SIZE:
             _PASSED.clear()
-        _PASSED[key] = checked_rho(params, base_seed)
+        _PASSED[key] = check()
     return _PASSED[key]
 
 
+def _checked_rho_once(params: Mapping[str, Any], base_seed: int) -> float:
+    return _once("rho", params, base_seed, lambda: checked_rho(params, base_seed))
+
+
 def _problem_checked_once(p: Mapping[str, Any], base_seed: int) -> None:
-    key = _memo_key({"N": p["N"], **{k: p.get(k) for k in PROBLEM_KEYS}}, base_seed)
-    if key in _PASSED_PROBLEMS:
-        return
-    try:
-        cell_problem(p, (0,), base_seed)
-    except ValueError as exc:
-        raise ValueError(f"N = {p['N']}: {exc}") from None
-    if len(_PASSED_PROBLEMS) >= _MEMO_SIZE:
-        _PASSED_PROBLEMS.clear()
-    _PASSED_PROBLEMS.add(key)
+    def check() -> None:
+        try:
+            cell_problem(p, (0,), base_seed)
+        except ValueError as exc:
+            raise ValueError(f"N = {p['N']}: {exc}") from None
+
+    _once("problem", {"N": p["N"], **{k: p.get(k) for k in PROBLEM_KEYS}}, base_seed, check)
 
 
 def cells_memory(cells: Sequence[Mapping[str, Any]], seeds: int) -> MemoryEstimate:

@@ -155,8 +155,10 @@ def run_report(study: ReportStudy, options: SweepOptions = SweepOptions(), *, co
     cells, seeds = study.grid()
     # the exact-averaging companions that may run after the main sweep (where a graph mixes and the rule may ask):
     # the progress bar's time left counts their work, so that it estimates the whole report
-    later = sum(cell_cost(c) * s.seeds for s in study.speedup_studies().values()
-                if s.companion != "never" and graph_mixes(s, s.mixing_rates()) for c in s.companion_cells())
+    studies = study.speedup_studies()
+    rhos = {name: s.mixing_rates() for name, s in studies.items()}
+    later = sum(cell_cost(c) * s.seeds for name, s in studies.items()
+                if s.companion != "never" and graph_mixes(s, rhos[name]) for c in s.companion_cells())
     sweep = run_sweep(simulate_cell, cells, seeds, base_seed=study.base_seed, task_version=TASK_VERSION,
                       cost=cell_cost, validate=validate_result, label="study", work_after=later,
                       **options.kwargs())
@@ -172,8 +174,8 @@ def run_report(study: ReportStudy, options: SweepOptions = SweepOptions(), *, co
 
     speedup = {}
     companions = {"computed": 0, "cached": 0}
-    for name, s in study.speedup_studies().items():
-        rho = s.mixing_rates()
+    for name, s in studies.items():
+        rho = rhos[name]
         first = {c["N"]: c for c in reversed(s.cells())}
         predicted = {n: predict_transient(first[n], rho[n], base_seed=s.base_seed) for n in s.n}
         speedup[name] = analyse_speedup(s, _subset(records, s), rho=rho, predicted=predicted)

@@ -38,9 +38,9 @@ def _kinds() -> dict[str, tuple[type, Callable]]:
     from .speedup import SpeedupStudy, run_speedup
     from .transient_law import TransientLawStudy, run_transient_law
 
-    return {"speedup": (SpeedupStudy, run_speedup), "consensus": (ConsensusStudy, run_consensus),
-            "regime": (RegimeStudy, run_regime), "design": (DesignStudy, run_design),
-            "transient_law": (TransientLawStudy, run_transient_law), "report": (ReportStudy, run_report)}
+    pairs = ((SpeedupStudy, run_speedup), (ConsensusStudy, run_consensus), (RegimeStudy, run_regime),
+             (DesignStudy, run_design), (TransientLawStudy, run_transient_law), (ReportStudy, run_report))
+    return {cls.KIND: (cls, run) for cls, run in pairs}  # each study names its kind once, in its class
 
 
 #: the studies :func:`load` brings back, by the kind named in their study file
